@@ -1,0 +1,2 @@
+// Package session is HTTP session middleware for net/http.
+package session

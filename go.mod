@@ -1,0 +1,3 @@
+module github.com/smartscheduler/session
+
+go 1.26
