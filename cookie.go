@@ -1,0 +1,153 @@
+package session
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// tokenBytes is the entropy of a session token: 256 bits.
+const tokenBytes = 32
+
+// tokenLength is the length of a token in unpadded base64url.
+var tokenLength = base64.RawURLEncoding.EncodedLen(tokenBytes)
+
+// maxCookiesTried bounds how many same-named cookies a request may make us
+// verify.
+const maxCookiesTried = 4
+
+// newToken returns a fresh random session token.
+func newToken() string {
+	b := make([]byte, tokenBytes)
+	rand.Read(b) // never fails; see crypto/rand.Read
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// storeKey is what the Store sees instead of the token: its SHA-256, so a
+// leaked table holds no usable credential.
+func storeKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// validToken reports whether t has the shape newToken produces.
+func validToken(t string) bool {
+	if len(t) != tokenLength {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(t)
+	return err == nil
+}
+
+// cookieCodec signs tokens into cookie values and verifies them, with one
+// securecookie codec per secret: the current one first, then the previous
+// ones, which verify but never sign.
+type cookieCodec struct {
+	name   string
+	codecs []*securecookie.SecureCookie
+}
+
+// hkdfInfo separates the signing key from any other use of the secret.
+const hkdfInfo = "github.com/smartscheduler/session cookie signing key v1"
+
+func newCookieCodec(name string, lifetime time.Duration, secret string, previous []string) (*cookieCodec, error) {
+	c := &cookieCodec{name: name}
+	for _, s := range append([]string{secret}, previous...) {
+		key, err := hkdf.Key(sha256.New, []byte(s), nil, hkdfInfo, 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: deriving cookie key: %w", err)
+		}
+		// A nil block key: the token needs integrity, not secrecy from its
+		// own holder. One codec per secret; an old secret is never passed
+		// as a block key (see securecookie.CodecsFromPairs).
+		sc := securecookie.New(key, nil)
+		sc.MaxAge(int(lifetime / time.Second))
+		sc.SetSerializer(securecookie.NopEncoder{})
+		c.codecs = append(c.codecs, sc)
+	}
+	return c, nil
+}
+
+// encode signs token with the current secret.
+func (c *cookieCodec) encode(token string) (string, error) {
+	v, err := c.codecs[0].Encode(c.name, []byte(token))
+	if err != nil {
+		return "", fmt.Errorf("session: signing cookie: %w", err)
+	}
+	return v, nil
+}
+
+// decode verifies a cookie value and returns its token. rotated is true when
+// a previous secret verified it, so the caller re-issues it signed with the
+// current one. Anything that does not verify, for whatever reason, is ok ==
+// false: the request simply has no session.
+func (c *cookieCodec) decode(value string) (token string, rotated bool, ok bool) {
+	for i, sc := range c.codecs {
+		var raw []byte
+		if err := sc.Decode(c.name, value, &raw); err != nil {
+			continue
+		}
+		if !validToken(string(raw)) {
+			return "", false, false
+		}
+		return string(raw), i > 0, true
+	}
+	return "", false, false
+}
+
+// tokenFrom returns the first token among the request's cookies of our name
+// that verifies.
+func (c *cookieCodec) tokenFrom(r *http.Request) (token string, rotated bool, ok bool) {
+	for i, ck := range r.CookiesNamed(c.name) {
+		if i == maxCookiesTried {
+			break
+		}
+		if token, rotated, ok = c.decode(ck.Value); ok {
+			return token, rotated, true
+		}
+	}
+	return "", false, false
+}
+
+// cookieTemplate is the set of attributes every session cookie carries.
+type cookieTemplate struct {
+	name     string
+	domain   string
+	secure   bool
+	sameSite http.SameSite
+}
+
+// cookie returns the Set-Cookie for value. A persistent cookie carries
+// expiry, so the browser keeps it across restarts exactly as long as the
+// server keeps the session.
+func (t cookieTemplate) cookie(value string, persistent bool, expiry, now time.Time) *http.Cookie {
+	ck := &http.Cookie{
+		Name:     t.name,
+		Value:    value,
+		Path:     "/",
+		Domain:   t.domain,
+		Secure:   t.secure,
+		HttpOnly: true,
+		SameSite: t.sameSite,
+	}
+	if persistent {
+		ck.Expires = expiry.UTC()
+		ck.MaxAge = max(int(expiry.Sub(now).Round(time.Second)/time.Second), 1)
+	}
+	return ck
+}
+
+// expired returns a cookie that makes the browser delete ours.
+func (t cookieTemplate) expired() *http.Cookie {
+	ck := t.cookie("", false, time.Time{}, time.Time{})
+	ck.Expires = time.Unix(1, 0)
+	ck.MaxAge = -1
+	return ck
+}

@@ -1,0 +1,116 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+)
+
+// Handler wraps next so that every request carries a Session
+// (FromContext). The session is saved and its cookie set before the
+// response's headers leave: on the first final WriteHeader, Write, Flush,
+// Hijack or ReadFrom, or when next returns. If that save fails, the error
+// handler answers instead and the handler's later writes are discarded.
+func (m *Manager) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s, ok := r.Context().Value(contextKey{}).(*Session); ok && s.m == m {
+			next.ServeHTTP(w, r) // already wrapped by this Manager
+			return
+		}
+		s := &Session{m: m}
+		r = r.WithContext(context.WithValue(r.Context(), contextKey{}, s))
+		s.req = r
+		sw := &responseWriter{ResponseWriter: w, session: s, req: r}
+		next.ServeHTTP(sw, r)
+		sw.commit()
+	})
+}
+
+// errResponseAborted is returned by writes after the error handler has
+// answered the request.
+var errResponseAborted = errors.New("session: response replaced by the error handler because the session could not be saved")
+
+// responseWriter commits the session before anything reaches the client.
+type responseWriter struct {
+	http.ResponseWriter
+	session   *Session
+	req       *http.Request
+	committed bool
+	failed    bool
+}
+
+// commit saves the session once. On failure the error handler writes the
+// response, which is why the handler's own writes are dropped afterwards.
+func (w *responseWriter) commit() {
+	if w.committed {
+		return
+	}
+	w.committed = true
+	if err := w.session.commit(w.ResponseWriter); err != nil {
+		w.failed = true
+		w.session.m.errorHandler(w.ResponseWriter, w.req, err)
+	}
+}
+
+// WriteHeader commits on a final status. Informational 1xx responses, such
+// as 103 Early Hints, leave the headers open and do not count; 101
+// Switching Protocols is final.
+func (w *responseWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.commit()
+	}
+	if w.failed {
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	w.commit()
+	if w.failed {
+		return 0, errResponseAborted
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps io.Copy's sendfile path available through the wrapper.
+func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	w.commit()
+	if w.failed {
+		return 0, errResponseAborted
+	}
+	return io.Copy(w.ResponseWriter, src)
+}
+
+// Flush implements http.Flusher; it is a no-op when the underlying writer
+// cannot flush.
+func (w *responseWriter) Flush() {
+	_ = w.FlushError()
+}
+
+// FlushError is what http.ResponseController.Flush calls.
+func (w *responseWriter) FlushError() error {
+	w.commit()
+	if w.failed {
+		return errResponseAborted
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack implements http.Hijacker for WebSocket upgrades and the like.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.commit()
+	if w.failed {
+		return nil, nil, errResponseAborted
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer for
+// deadlines and full-duplex mode.
+func (w *responseWriter) Unwrap() http.ResponseWriter {
+	return w.ResponseWriter
+}

@@ -1,0 +1,624 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Errors a handler may see from a Session.
+var (
+	// ErrNoValue is returned by Get for a key the session does not hold.
+	ErrNoValue = errors.New("session: no value for key")
+	// ErrTooLarge is returned by Set when the session would exceed
+	// Config.MaxSize.
+	ErrTooLarge = errors.New("session: too large")
+	// ErrNoMiddleware is returned by every Session method when the request
+	// did not pass through Manager.Handler.
+	ErrNoMiddleware = errors.New("session: no session in context: wrap the handler with Manager.Handler")
+)
+
+// flashKey holds flash messages; Keys does not list it.
+const flashKey = "__flash"
+
+type contextKey struct{}
+
+// FromContext returns the request's session. Outside Manager.Handler it
+// returns a session whose every method fails with ErrNoMiddleware.
+func FromContext(ctx context.Context) *Session {
+	if s, ok := ctx.Value(contextKey{}).(*Session); ok {
+		return s
+	}
+	return &Session{loaded: true, err: ErrNoMiddleware}
+}
+
+// Session is one request's view of a session. Nothing is read from the
+// store until a method needs it, and nothing is written unless something
+// changed, so a handler that never touches its session costs no store call.
+// A Session is safe for use by the request's goroutines concurrently.
+type Session struct {
+	m   *Manager
+	req *http.Request
+
+	mu      sync.Mutex
+	loaded  bool
+	err     error   // load failure, reported by every method and at commit
+	token   string  // "" until the session has one
+	rotated bool    // the cookie was signed by a previous secret
+	rec     *Record // what the store holds; nil for a session not yet stored
+	// storeOffset converts the Manager's clock to the store's (see now).
+	storeOffset time.Duration
+	values      map[string]json.RawMessage
+	size        int
+	changes     []change // data changes since load, for replay after a conflict
+	userID      string
+	persistent  bool
+	metaChanged bool // userID or persistent changed
+	renew       bool
+	clearCookie bool // the session ended: expire the cookie unless a new one is stored
+	sendCookie  bool // the cookie must be (re)sent at commit
+}
+
+// change is one data operation, kept so that a save that lost a race can be
+// re-applied on top of the winner's record instead of overwriting it.
+type change struct {
+	key   string // "" with clear
+	value json.RawMessage
+	del   bool
+	clear bool
+}
+
+func (c change) apply(values map[string]json.RawMessage) {
+	switch {
+	case c.clear:
+		clear(values)
+	case c.del:
+		delete(values, c.key)
+	default:
+		values[c.key] = c.value
+	}
+}
+
+// load reads the session on first use. Called with s.mu held.
+func (s *Session) load() error {
+	if s.loaded {
+		return s.err
+	}
+	s.loaded = true
+	s.values = map[string]json.RawMessage{}
+	s.persistent = true
+	token, rotated, ok := s.m.codec.tokenFrom(s.req)
+	if !ok {
+		if len(s.req.CookiesNamed(s.m.cfg.CookieName)) > 0 {
+			s.m.logger.DebugContext(s.req.Context(), "session: ignoring a cookie that does not verify; starting a new session")
+		}
+		return nil
+	}
+	ctx, cancel := s.m.storeContext(s.req.Context())
+	defer cancel()
+	rec, err := s.m.store.Load(ctx, storeKey(token))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		s.err = fmt.Errorf("session: loading: %w", err)
+		return s.err
+	}
+	s.adopt(token, rec)
+	s.rotated = rotated
+	s.sendCookie = rotated
+	return nil
+}
+
+// adopt makes rec, stored under token's key, the session's state. Called
+// with s.mu held.
+func (s *Session) adopt(token string, rec *Record) {
+	s.token = token
+	s.rec = rec
+	s.storeOffset = rec.LoadedAt.Sub(s.m.now())
+	s.values = maps.Clone(rec.Values)
+	if s.values == nil {
+		s.values = map[string]json.RawMessage{}
+	}
+	s.size = encodedSize(s.values)
+	s.changes = nil
+	s.userID = rec.UserID
+	s.persistent = rec.Persistent
+	s.metaChanged = false
+}
+
+// now is the store's clock, as far as this session knows it: the time the
+// store reported at load, advanced by the Manager's monotonic clock. New
+// sessions use the Manager's clock.
+func (s *Session) now() time.Time {
+	return s.m.now().Add(s.storeOffset)
+}
+
+func encodedSize(values map[string]json.RawMessage) int {
+	n := 0
+	for k, v := range values {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// begin locks and loads the session. The caller must call s.mu.Unlock.
+func (s *Session) begin() error {
+	s.mu.Lock()
+	return s.load()
+}
+
+// Err reports why the session could not be loaded (a store outage), or nil.
+// The Manager's error handler answers such a request before its headers
+// leave; handlers that want to degrade differently can check Err first.
+func (s *Session) Err() error {
+	defer s.mu.Unlock()
+	return s.begin()
+}
+
+// Get decodes the value stored under key into dst, which must be a pointer.
+// It returns ErrNoValue if there is none, and a decoding error if the
+// stored JSON does not fit dst: that key is unusable, the rest of the
+// session is not.
+func (s *Session) Get(key string, dst any) error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	raw, ok := s.values[key]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrNoValue, key)
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("session: value %q does not decode into %T: %w", key, dst, err)
+	}
+	return nil
+}
+
+// Value returns the value stored under key as a T, and whether there was
+// one that decodes as T. Use Get to learn why a value is missing.
+func Value[T any](s *Session, key string) (T, bool) {
+	var v T
+	err := s.Get(key, &v)
+	return v, err == nil
+}
+
+// Set stores value under key as JSON. It fails, changing nothing, when the
+// value does not marshal or the session would exceed Config.MaxSize.
+func (s *Session) Set(key string, value any) error {
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("session: value %q does not marshal to JSON: %w", key, err)
+	}
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	return s.setRaw(key, raw)
+}
+
+// setRaw is Set after marshalling. Called with s.mu held.
+func (s *Session) setRaw(key string, raw json.RawMessage) error {
+	old, had := s.values[key]
+	size := s.size + len(raw) - len(old)
+	if !had {
+		size += len(key)
+	}
+	if limit := s.m.cfg.MaxSize; limit > 0 && size > limit {
+		return fmt.Errorf("%w: setting %q would make the session %d bytes, over the %d-byte cap (SESSION_MAX_SIZE); store large data elsewhere and keep its ID in the session", ErrTooLarge, key, size, limit)
+	}
+	s.size = size
+	s.record(change{key: key, value: raw})
+	return nil
+}
+
+// record applies c to the working values and remembers it for replay.
+// Called with s.mu held.
+func (s *Session) record(c change) {
+	c.apply(s.values)
+	s.changes = append(s.changes, c)
+}
+
+// Delete removes key from the session.
+func (s *Session) Delete(key string) {
+	defer s.mu.Unlock()
+	if s.begin() != nil {
+		return
+	}
+	if old, ok := s.values[key]; ok {
+		s.size -= len(key) + len(old)
+		s.record(change{key: key, del: true})
+	}
+}
+
+// Pop returns the value under key as a T and removes it, as Value does.
+func Pop[T any](s *Session, key string) (T, bool) {
+	v, ok := Value[T](s, key)
+	if ok {
+		s.Delete(key)
+	}
+	return v, ok
+}
+
+// Clear removes every value, keeping the session itself and its user.
+func (s *Session) Clear() {
+	defer s.mu.Unlock()
+	if s.begin() != nil || len(s.values) == 0 {
+		return
+	}
+	s.size = 0
+	s.record(change{clear: true})
+}
+
+// Keys returns the session's keys in sorted order.
+func (s *Session) Keys() []string {
+	defer s.mu.Unlock()
+	if s.begin() != nil {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(s.values))
+	return slices.DeleteFunc(keys, func(k string) bool { return k == flashKey })
+}
+
+// AddFlash queues a message for the next request that calls Flashes, as
+// after a redirect.
+func (s *Session) AddFlash(message string) error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	var flashes []string
+	if raw, ok := s.values[flashKey]; ok {
+		_ = json.Unmarshal(raw, &flashes) // a corrupt queue is replaced
+	}
+	raw, err := json.Marshal(append(flashes, message))
+	if err != nil {
+		return err
+	}
+	return s.setRaw(flashKey, raw)
+}
+
+// Flashes returns the queued flash messages and removes them.
+func (s *Session) Flashes() []string {
+	flashes, _ := Pop[[]string](s, flashKey)
+	return flashes
+}
+
+// SetUser records which user the session belongs to, so that
+// Manager.RevokeUser can end all of that user's sessions. Call it at sign-in,
+// together with Renew.
+func (s *Session) SetUser(userID string) error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if s.userID != userID {
+		s.userID = userID
+		s.metaChanged = true
+	}
+	return nil
+}
+
+// UserID returns the user recorded by SetUser, or "".
+func (s *Session) UserID() string {
+	defer s.mu.Unlock()
+	if s.begin() != nil {
+		return ""
+	}
+	return s.userID
+}
+
+// SetRememberMe chooses between a persistent cookie, kept across browser
+// restarts until the session expires (the default), and a browser-session
+// cookie, dropped when the browser closes.
+func (s *Session) SetRememberMe(remember bool) error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if s.persistent != remember {
+		s.persistent = remember
+		s.metaChanged = true
+	}
+	return nil
+}
+
+// Key returns the session's store key (not a credential), to recognise the
+// current session in Manager.UserSessions. It is "" until the session is
+// stored.
+func (s *Session) Key() string {
+	defer s.mu.Unlock()
+	if s.begin() != nil || s.token == "" {
+		return ""
+	}
+	return storeKey(s.token)
+}
+
+// Deadline returns when the session will expire if nothing else happens:
+// the earlier of its absolute and idle expiry, in the Manager's clock. For a
+// session not yet stored it is the deadline it would get now.
+func (s *Session) Deadline() time.Time {
+	defer s.mu.Unlock()
+	if s.begin() != nil {
+		return time.Time{}
+	}
+	if s.rec == nil {
+		return s.m.newRecord(s.m.now()).Deadline()
+	}
+	return s.rec.Deadline().Add(-s.storeOffset)
+}
+
+// Renew gives the session a new token, keeping its data, and makes the old
+// token useless at once. Call it whenever privileges change, above all at
+// sign-in, against session fixation.
+func (s *Session) Renew() error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	s.renew = true
+	return nil
+}
+
+// Destroy ends the session: it is deleted from the store now, and the
+// response clears the cookie. A value set afterwards in the same request
+// starts a new, empty session (a "signed out" flash message, say).
+func (s *Session) Destroy() error {
+	defer s.mu.Unlock()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if s.rec != nil {
+		ctx, cancel := s.m.storeContext(s.req.Context())
+		defer cancel()
+		if err := s.m.store.Delete(ctx, storeKey(s.token)); err != nil {
+			return fmt.Errorf("session: destroying: %w", err)
+		}
+	}
+	s.reset()
+	return nil
+}
+
+// reset turns the session into a new, empty one whose old cookie the
+// response clears, after Destroy or when another request ended it. Called
+// with s.mu held.
+func (s *Session) reset() {
+	s.clearCookie = s.clearCookie || s.token != ""
+	s.token = ""
+	s.rotated = false
+	s.rec = nil
+	s.storeOffset = 0
+	s.values = map[string]json.RawMessage{}
+	s.size = 0
+	s.changes = nil
+	s.userID = ""
+	s.persistent = true
+	s.metaChanged = false
+	s.renew = false
+	s.sendCookie = false
+}
+
+// Update atomically replaces the value under key with fn's result: fn gets
+// the current value (and whether there was one) with no other request able
+// to change the session until it returns, which makes counters, carts and
+// rate limits exact under concurrent requests. The session's other pending
+// changes are saved in the same step. If fn returns an error nothing is
+// saved and Update returns it.
+func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error)) (T, error) {
+	var result T
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return result, err
+	}
+	if s.rec == nil || s.renew {
+		// Update works on a stored row: store the session first.
+		if err := s.insert(); err != nil {
+			return result, err
+		}
+	}
+	ctx, cancel := s.m.storeContext(s.req.Context())
+	defer cancel()
+	rec, err := s.m.store.Update(ctx, storeKey(s.token), func(rec *Record) error {
+		s.replay(rec)
+		var current T
+		raw, ok := rec.Values[key]
+		if ok {
+			if err := json.Unmarshal(raw, &current); err != nil {
+				return fmt.Errorf("session: value %q does not decode into %T: %w", key, current, err)
+			}
+		}
+		next, err := fn(current, ok)
+		if err != nil {
+			return err
+		}
+		encoded, err := json.Marshal(next)
+		if err != nil {
+			return fmt.Errorf("session: value %q does not marshal to JSON: %w", key, err)
+		}
+		rec.Values[key] = encoded
+		if limit := s.m.cfg.MaxSize; limit > 0 && encodedSize(rec.Values) > limit {
+			return fmt.Errorf("%w: updating %q would exceed the %d-byte cap (SESSION_MAX_SIZE)", ErrTooLarge, key, limit)
+		}
+		result = next
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		s.reset()
+		return result, fmt.Errorf("session: updating: the session ended meanwhile: %w", err)
+	}
+	if err != nil {
+		return result, err
+	}
+	s.adopt(s.token, rec)
+	return result, nil
+}
+
+// replay applies this request's changes to rec, a fresher record than the
+// one they were made on. Called with s.mu held.
+func (s *Session) replay(rec *Record) {
+	if rec.Values == nil {
+		rec.Values = map[string]json.RawMessage{}
+	}
+	for _, c := range s.changes {
+		c.apply(rec.Values)
+	}
+	if s.metaChanged {
+		rec.UserID = s.userID
+		rec.Persistent = s.persistent
+	}
+	s.slideIdle(rec)
+}
+
+// slideIdle moves rec's idle expiry to a full window from now, within its
+// absolute expiry. Called with s.mu held.
+func (s *Session) slideIdle(rec *Record) {
+	if idle := s.m.cfg.IdleTimeout; idle > 0 {
+		rec.IdleExpiry = minTime(s.now().Add(idle), rec.Expiry)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+
+// dirty reports whether the session has unsaved changes. Called with s.mu
+// held.
+func (s *Session) dirty() bool {
+	return len(s.changes) > 0 || s.metaChanged || s.renew
+}
+
+// save writes the session to the store: an insert for a new or renewed
+// session, a compare-and-swap replace for a changed one (re-applied on the
+// winner's record after a conflict), or a narrow touch of the idle expiry
+// when only that is due. Called with s.mu held, before the response's
+// headers leave.
+func (s *Session) save() error {
+	if s.rec == nil || s.renew {
+		if !s.dirty() {
+			return nil // an untouched new session is not worth storing
+		}
+		return s.insert()
+	}
+
+	ctx, cancel := s.m.storeContext(s.req.Context())
+	defer cancel()
+	store := s.m.store
+	key := storeKey(s.token)
+	if s.dirty() {
+		rec := s.rec.Clone()
+		rec.Values = maps.Clone(s.values)
+		rec.UserID = s.userID
+		rec.Persistent = s.persistent
+		s.slideIdle(rec)
+		err := store.Replace(ctx, key, rec)
+		if errors.Is(err, ErrConflict) {
+			rec, err = store.Update(ctx, key, func(fresh *Record) error {
+				s.replay(fresh)
+				return nil
+			})
+		}
+		if errors.Is(err, ErrNotFound) {
+			s.reset()
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("session: saving: %w", err)
+		}
+		if rec.Deadline() != s.rec.Deadline() || s.metaChanged {
+			s.sendCookie = true
+		}
+		rec.LoadedAt = s.now()
+		s.adopt(s.token, rec)
+		return nil
+	}
+
+	if idle := s.m.cfg.IdleTimeout; idle > 0 && !s.rec.IdleExpiry.IsZero() {
+		sinceTouch := idle - s.rec.IdleExpiry.Sub(s.now())
+		next := minTime(s.now().Add(idle), s.rec.Expiry)
+		if sinceTouch >= s.m.cfg.TouchInterval && next.After(s.rec.IdleExpiry) {
+			err := store.Touch(ctx, key, next)
+			if errors.Is(err, ErrNotFound) {
+				s.reset()
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("session: extending idle expiry: %w", err)
+			}
+			s.rec.IdleExpiry = next
+			s.sendCookie = s.sendCookie || s.persistent
+		}
+	}
+	return nil
+}
+
+// insert stores the session under a new token: a new session's first
+// save, or a renewal, which then deletes the old token. A renewed session
+// starts a fresh lifetime with the same data. Called with s.mu held.
+func (s *Session) insert() error {
+	ctx, cancel := s.m.storeContext(s.req.Context())
+	defer cancel()
+	rec := s.m.newRecord(s.now())
+	rec.Values = maps.Clone(s.values)
+	rec.UserID = s.userID
+	rec.Persistent = s.persistent
+	token := newToken()
+	if err := s.m.store.Insert(ctx, storeKey(token), rec); err != nil {
+		return fmt.Errorf("session: saving new session: %w", err)
+	}
+	if s.rec != nil {
+		if err := s.m.store.Delete(ctx, storeKey(s.token)); err != nil {
+			return fmt.Errorf("session: deleting the renewed session's old token: %w", err)
+		}
+	}
+	rec.LoadedAt = s.now()
+	s.adopt(token, rec)
+	s.renew = false
+	s.sendCookie = true
+	s.clearCookie = false
+	return nil
+}
+
+// commit saves the session and sets its cookie. The middleware calls it
+// once, before the response's headers leave.
+func (s *Session) commit(w http.ResponseWriter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return nil // never touched: no store call, no cookie
+	}
+	if s.err != nil {
+		return s.err
+	}
+	h := w.Header()
+	h.Add("Vary", "Cookie")
+	if err := s.save(); err != nil {
+		return err
+	}
+	if s.clearCookie && !s.sendCookie { // destroyed here, or ended by another request
+		http.SetCookie(w, s.m.cookies.expired())
+		h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+		return nil
+	}
+	if !s.sendCookie || s.rec == nil {
+		return nil
+	}
+	value, err := s.m.codec.encode(s.token)
+	if err != nil {
+		return err
+	}
+	now := s.m.now()
+	http.SetCookie(w, s.m.cookies.cookie(value, s.persistent, s.rec.Deadline().Add(-s.storeOffset), now))
+	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+	return nil
+}
