@@ -491,7 +491,6 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-
 // dirty reports whether the session has unsaved changes. Called with s.mu
 // held.
 func (s *Session) dirty() bool {
