@@ -1,2 +1,33 @@
-// Package session is HTTP session middleware for net/http.
+// Package session is HTTP session middleware for net/http, backed by
+// PostgreSQL in production and by memory in development.
+//
+// Quick start:
+//
+//	cfg, err := session.ConfigFromEnv() // NODE_ENV, USE_POSTGRES, DATABASE_URL, SESSION_SECRET, SESSION_*
+//	if err != nil { log.Fatal(err) }    // every problem listed, each with its fix
+//	sessions, err := session.New(ctx, cfg)
+//	if err != nil { log.Fatal(err) }
+//	defer sessions.Close()
+//	http.ListenAndServe(":8080", sessions.Handler(mux))
+//
+// Inside a handler, session.FromContext(r.Context()) returns the request's
+// Session: Set and Get JSON values, read them typed with Value[T], change
+// one atomically with Update[T], Renew the token at sign-in, Destroy at
+// sign-out, and SetUser so Manager.RevokeUser can sign a user out
+// everywhere.
+//
+// What the library guarantees:
+//
+//   - A request that never touches its session costs no store call; a
+//     session read but not changed is not written.
+//   - Concurrent requests that change different keys of one session lose
+//     nothing: a save updates only the version it loaded and, if another
+//     request committed first, re-applies its own changes on top.
+//   - A destroyed or renewed session is never re-created by a request that
+//     was in flight; that request's response clears the cookie.
+//   - The session is saved and its cookie set before the response headers
+//     leave, so a redirect after sign-in never races the save.
+//   - A tampered, expired or otherwise unverifiable cookie is a new session,
+//     never an error; a store outage is a 503, and service resumes by itself.
+//   - Secrets rotate without logging anyone out (Config.PreviousSecrets).
 package session

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -20,7 +19,7 @@ import (
 type Manager struct {
 	cfg          Config
 	store        Store
-	ownsStore    bool
+	closeStore   func() // set when New opened the store, so Close closes it
 	codec        *cookieCodec
 	cookies      cookieTemplate
 	logger       *slog.Logger
@@ -30,7 +29,6 @@ type Manager struct {
 	stopPruning context.CancelFunc
 	pruning     sync.WaitGroup
 	closeOnce   sync.Once
-	closeErr    error
 }
 
 // Option adjusts a Manager beyond what Config holds.
@@ -71,7 +69,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		cfg:          cfg.WithDefaults(),
 		logger:       slog.Default(),
-		errorHandler: nil,
 		now:          time.Now,
 	}
 	for _, opt := range opts {
@@ -101,11 +98,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		sameSite: m.cfg.SameSite,
 	}
 	if m.store == nil {
-		m.ownsStore = true
 		if m.cfg.UsePostgres {
 			ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 			defer cancel()
-			m.store, err = OpenPostgresStore(ctx, m.cfg.DatabaseURL, PostgresOptions{
+			pg, err := OpenPostgresStore(ctx, m.cfg.DatabaseURL, PostgresOptions{
 				Table:            m.cfg.Table,
 				ManualMigrations: m.cfg.ManualMigrations,
 				ConnectTimeout:   m.cfg.StoreTimeout,
@@ -113,6 +109,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 			if err != nil {
 				return nil, err
 			}
+			m.store, m.closeStore = pg, pg.Close
 		} else {
 			m.store = newMemoryStore(m.now)
 		}
@@ -125,15 +122,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 
 // Close stops background pruning and closes the store if New opened it.
 // Requests still in flight should be drained first (http.Server.Shutdown).
-func (m *Manager) Close() error {
+func (m *Manager) Close() {
 	m.closeOnce.Do(func() {
 		m.stopPruning()
 		m.pruning.Wait()
-		if closer, ok := m.store.(io.Closer); ok && m.ownsStore {
-			m.closeErr = closer.Close()
+		if m.closeStore != nil {
+			m.closeStore()
 		}
 	})
-	return m.closeErr
 }
 
 // Config returns the configuration in force, defaults applied.
