@@ -67,9 +67,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("session: invalid configuration:\n%w", err)
 	}
 	m := &Manager{
-		cfg:          cfg.WithDefaults(),
-		logger:       slog.Default(),
-		now:          time.Now,
+		cfg:    cfg.WithDefaults(),
+		logger: slog.Default(),
+		now:    time.Now,
 	}
 	for _, opt := range opts {
 		opt(m)
