@@ -534,7 +534,7 @@ func (s *Session) save() error {
 		if err != nil {
 			return fmt.Errorf("session: saving: %w", err)
 		}
-		if rec.Deadline() != s.rec.Deadline() || s.metaChanged {
+		if !rec.Deadline().Equal(s.rec.Deadline()) || s.metaChanged {
 			s.sendCookie = true
 		}
 		rec.LoadedAt = s.now()
