@@ -1,0 +1,288 @@
+// Package pgtest gives tests a real PostgreSQL server and a fresh schema per
+// test.
+//
+// The server is TEST_DATABASE_URL when set. Otherwise, if initdb and pg_ctl
+// are on the PATH, the first test that asks starts one throwaway cluster for
+// the whole test binary, in a temporary directory, on a free port of
+// 127.0.0.1; Main stops it. When neither is available the tests that need
+// PostgreSQL skip, unless SESSION_REQUIRE_POSTGRES=1, which makes them fail:
+// CI sets it so that a missing server never passes as green.
+//
+// Every package that uses pgtest runs its tests through Main:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	serverOnce sync.Once
+	serverURL  string
+	serverErr  error // why there is no server; reported by every test that asks
+	cluster    *localCluster
+	admin      *pgxpool.Pool
+)
+
+// Main runs the tests and stops the throwaway cluster, if one was started,
+// before the binary exits.
+func Main(m *testing.M) {
+	code := m.Run()
+	if admin != nil {
+		admin.Close()
+	}
+	if cluster != nil {
+		if err := cluster.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// URL returns the URL of the test server, starting it on first use. It skips
+// the test, or fails it under SESSION_REQUIRE_POSTGRES=1, when no server can
+// be had.
+func URL(t testing.TB) string {
+	t.Helper()
+	serverOnce.Do(func() {
+		serverURL, serverErr = findServer()
+		if serverErr == nil {
+			admin, serverErr = pgxpool.New(context.Background(), serverURL)
+		}
+		if serverErr != nil {
+			fmt.Fprintf(os.Stderr, "\n*** pgtest: NO POSTGRESQL: %v: tests that need it are skipped ***\n\n", serverErr)
+		}
+	})
+	if serverErr != nil {
+		if os.Getenv("SESSION_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("SESSION_REQUIRE_POSTGRES=1 but %v", serverErr)
+		}
+		t.Skipf("no PostgreSQL: %v", serverErr)
+	}
+	return serverURL
+}
+
+// Pool returns a new pool on the test server, closed when the test ends.
+// Tests that need their own pool configuration (a tracer, a pool size) use
+// Config instead.
+func Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	return NewPool(t, Config(t, URL(t)))
+}
+
+// Config parses databaseURL into a pool configuration for the test to adjust
+// and pass to NewPool.
+func Config(t testing.TB, databaseURL string) *pgxpool.Config {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		t.Fatalf("parse test database URL: %v", err)
+	}
+	return cfg
+}
+
+// NewPool opens a pool with cfg, closed when the test ends.
+func NewPool(t testing.TB, cfg *pgxpool.Config) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open test pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Schema creates an empty schema for the test, dropped with everything in it
+// when the test ends, and returns a session table name inside it, such as
+// "t_0123abcd4567ef89.session", for PostgresOptions.Table. Tests that each
+// use their own schema can run in parallel.
+func Schema(t testing.TB) string {
+	t.Helper()
+	URL(t)
+	schema := "t_" + randomHex(8)
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatalf("create test schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop test schema %s: %v", schema, err)
+		}
+	})
+	return schema + ".session"
+}
+
+// Exec runs sql on the test server with the administrator's pool, failing the
+// test on error. It is for arranging state the code under test cannot.
+func Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	URL(t)
+	if _, err := admin.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func findServer() (string, error) {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u, nil
+	}
+	initdb, err1 := exec.LookPath("initdb")
+	pgCtl, err2 := exec.LookPath("pg_ctl")
+	if err1 != nil || err2 != nil {
+		return "", fmt.Errorf("TEST_DATABASE_URL is not set and initdb or pg_ctl is not on the PATH: set TEST_DATABASE_URL or install PostgreSQL (apt-get install postgresql)")
+	}
+	c, err := startCluster(initdb, pgCtl)
+	if err != nil {
+		return "", fmt.Errorf("start a throwaway cluster: %w (or set TEST_DATABASE_URL)", err)
+	}
+	cluster = c
+	return c.url, nil
+}
+
+// localCluster is a PostgreSQL cluster in a temporary directory, owned by
+// one test binary.
+type localCluster struct {
+	dir   string
+	pgCtl string
+	url   string
+	cred  *syscall.Credential
+}
+
+// startCluster runs initdb and pg_ctl. PostgreSQL refuses to run as root, so
+// as root it runs them as the "postgres" user if there is one, else as
+// "nobody", owning the directory.
+func startCluster(initdb, pgCtl string) (*localCluster, error) {
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &localCluster{dir: dir, pgCtl: pgCtl}
+	if os.Geteuid() == 0 {
+		c.cred, err = unprivileged()
+		if err == nil {
+			err = os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid))
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("running as root and %w", err)
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := c.run(initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// Durability is worthless for a cluster deleted after the run; turning
+	// it off makes the tests several times faster.
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir)
+	if err := c.run(pgCtl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%w\n%s", err, log)
+	}
+	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return c, nil
+}
+
+func (c *localCluster) stop() error {
+	defer os.RemoveAll(c.dir)
+	return c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+}
+
+func (c *localCluster) run(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = c.dir
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		cmd.Env = append(os.Environ(), "HOME="+c.dir)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), args[len(args)-1], err, out)
+	}
+	return nil
+}
+
+func unprivileged() (*syscall.Credential, error) {
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+	}
+	return nil, fmt.Errorf("there is no \"postgres\" or \"nobody\" user to run PostgreSQL as")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// withHostPort returns databaseURL pointing at addr ("host:port") instead of
+// its own server.
+func withHostPort(databaseURL, addr string) (string, error) {
+	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+		u, err := url.Parse(databaseURL)
+		if err != nil {
+			return "", err
+		}
+		u.Host = addr
+		q := u.Query()
+		q.Del("host")
+		q.Del("port")
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	// In keyword/value form a later setting wins.
+	return databaseURL + " host=" + host + " port=" + port, nil
+}
+
+// deadline bounds the harness's own waits so a broken server fails a test
+// instead of hanging it.
+const deadline = 30 * time.Second
