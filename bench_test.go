@@ -1,0 +1,153 @@
+package session
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// benchManager returns a Manager on the memory store and a cookie for a
+// stored session holding a small value.
+func benchManager(b *testing.B) (*Manager, *http.Cookie) {
+	b.Helper()
+	m, err := New(context.Background(), Config{Secret: "benchmark-secret-benchmark-secret-0123"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(m.Close)
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		FromContext(r.Context()).Set("user", map[string]any{"id": 42, "name": "Ada"})
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 {
+		b.Fatalf("got %d cookies, want 1", len(cookies))
+	}
+	return m, cookies[0]
+}
+
+// discardWriter is a ResponseWriter that keeps headers and drops the body,
+// so the benchmark measures the middleware, not a recorder.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkMiddleware measures the per-request cost of the middleware on the
+// memory store for each way a handler may use its session.
+func BenchmarkMiddleware(b *testing.B) {
+	type user struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	}
+	cases := []struct {
+		name    string
+		cookie  bool
+		handler func(*Session)
+	}{
+		{"untouched", true, func(*Session) {}},
+		{"read", true, func(s *Session) {
+			if _, ok := Value[user](s, "user"); !ok {
+				panic("no user")
+			}
+		}},
+		{"write", true, func(s *Session) {
+			if err := s.Set("n", 1); err != nil {
+				panic(err)
+			}
+		}},
+		{"new", false, func(s *Session) {
+			if err := s.Set("n", 1); err != nil {
+				panic(err)
+			}
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			m, cookie := benchManager(b)
+			h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c.handler(FromContext(r.Context()))
+			}))
+			r := httptest.NewRequest("GET", "/", nil)
+			if c.cookie {
+				r.AddCookie(cookie)
+			}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+func BenchmarkCookie(b *testing.B) {
+	codec, err := newCookieCodec("session", DefaultLifetime, "benchmark-secret-benchmark-secret-0123", []string{"previous-secret-previous-secret-0123456"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := newToken()
+	value, err := codec.encode(token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("sign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := codec.encode(token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := codec.decode(value); !ok {
+				b.Fatal("cookie does not verify")
+			}
+		}
+	})
+	b.Run("reject", func(b *testing.B) {
+		junk := value[:len(value)-4] + "AAAA"
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := codec.decode(junk); ok {
+				b.Fatal("junk verified")
+			}
+		}
+	})
+}
+
+// BenchmarkValue measures Set and Value on a loaded session: JSON encoding
+// and decoding of a small struct.
+func BenchmarkValue(b *testing.B) {
+	type cart struct {
+		Items []string `json:"items"`
+		Total int      `json:"total"`
+	}
+	m, cookie := benchManager(b)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(cookie)
+	s := &Session{m: m, req: r}
+	v := cart{Items: []string{"a", "b", "c"}, Total: 3}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.Set("cart", v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := Value[cart](s, "cart"); !ok {
+				b.Fatal("no cart")
+			}
+		}
+	})
+}
