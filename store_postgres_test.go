@@ -1,0 +1,485 @@
+package session_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/pgtest"
+	"github.com/smartscheduler/session/migrations"
+	"github.com/smartscheduler/session/storetest"
+)
+
+// TestMain stops the throwaway PostgreSQL cluster, if pgtest started one.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// newPostgresStore returns a migrated store in a schema of its own, on a pool
+// of its own.
+func newPostgresStore(t testing.TB, opts session.PostgresOptions) *session.PostgresStore {
+	t.Helper()
+	if opts.Table == "" {
+		opts.Table = pgtest.Schema(t)
+	}
+	s, err := session.NewPostgresStore(t.Context(), pgtest.Pool(t), opts)
+	if err != nil {
+		t.Fatalf("NewPostgresStore: %v", err)
+	}
+	return s
+}
+
+func TestPostgresStoreConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) session.Store {
+		return newPostgresStore(t, session.PostgresOptions{})
+	})
+}
+
+func TestPostgresStoreLeavesCallerPoolOpen(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	s, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: pgtest.Schema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := pool.Ping(t.Context()); err != nil {
+		t.Errorf("caller's pool after Close: %v; want it open", err)
+	}
+}
+
+func TestOpenPostgresStoreClosesItsPool(t *testing.T) {
+	t.Parallel()
+	s, err := session.OpenPostgresStore(t.Context(), pgtest.URL(t), session.PostgresOptions{Table: pgtest.Schema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pool().Ping(t.Context()); err != nil {
+		t.Fatalf("Ping before Close: %v", err)
+	}
+	s.Close()
+	if err := s.Pool().Ping(t.Context()); err == nil {
+		t.Error("the store's own pool still answers after Close")
+	}
+}
+
+func TestPostgresManualMigrations(t *testing.T) {
+	t.Parallel()
+	table := pgtest.Schema(t)
+	pool := pgtest.Pool(t)
+	_, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: table, ManualMigrations: true})
+	quoted := strings.Replace(`"`+table+`"`, ".", `"."`, 1)
+	want := `session table ` + quoted + ` does not exist: run "sessionctl migrate" (or set SESSION_AUTO_MIGRATE=true)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("NewPostgresStore on a missing table = %v; want an error containing %s", err, want)
+	}
+
+	migrated := newPostgresStore(t, session.PostgresOptions{Table: table})
+	if _, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: table, ManualMigrations: true}); err != nil {
+		t.Fatalf("NewPostgresStore with ManualMigrations after migrating: %v", err)
+	}
+	schema, err := migrated.CheckSchema(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := migrations.All()[len(migrations.All())-1].Version
+	if !schema.Exists || len(schema.Problems) > 0 || schema.Applied != latest || schema.Latest != latest || schema.Err() != nil {
+		t.Errorf("CheckSchema = %+v; want an existing table at migration %d", schema, latest)
+	}
+}
+
+func TestPostgresCheckSchemaFindsWrongColumns(t *testing.T) {
+	t.Parallel()
+	table := pgtest.Schema(t)
+	quoted := strings.Replace(`"`+table+`"`, ".", `"."`, 1)
+	pgtest.Exec(t, "CREATE TABLE "+quoted+" (id text PRIMARY KEY, data json NOT NULL)")
+	_, err := session.NewPostgresStore(t.Context(), pgtest.Pool(t), session.PostgresOptions{Table: table, ManualMigrations: true})
+	for _, want := range []string{"data: type json, want jsonb", "version: missing"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewPostgresStore on a foreign table = %v; want it to say %q", err, want)
+		}
+	}
+}
+
+// TestPostgresTableNames checks that hostile names are quoted, never run, and
+// that impossible ones are refused before any SQL is sent.
+func TestPostgresTableNames(t *testing.T) {
+	t.Parallel()
+	schema := strings.TrimSuffix(pgtest.Schema(t), ".session")
+	canary := `"` + schema + `"."y"`
+	pgtest.Exec(t, "CREATE TABLE "+canary+" (id int)")
+	for _, name := range []string{`a"b`, "x; DROP TABLE y", `x"; DROP TABLE y; --`, "Upper", strings.Repeat("n", 63)} {
+		t.Run(name, func(t *testing.T) {
+			s := newPostgresStore(t, session.PostgresOptions{Table: schema + "." + name})
+			rec := &session.Record{Values: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Expiry: time.Now().Add(time.Hour)}
+			if err := s.Insert(t.Context(), "k", rec); err != nil {
+				t.Fatalf("Insert: %v", err)
+			}
+			if _, err := s.Load(t.Context(), "k"); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if _, err := s.Prune(t.Context()); err != nil {
+				t.Fatalf("Prune: %v", err)
+			}
+			if _, err := s.Stats(t.Context()); err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			pgtest.Exec(t, "SELECT FROM "+canary)
+		})
+	}
+	for _, name := range []string{".session", "a.b.c", schema + ".", "a\x00b", strings.Repeat("n", 64)} {
+		_, err := session.NewPostgresStore(t.Context(), pgtest.Pool(t), session.PostgresOptions{Table: name})
+		if err == nil || !strings.Contains(err.Error(), "PostgresOptions.Table") {
+			t.Errorf("NewPostgresStore with Table %q = %v; want it refused", name, err)
+		}
+	}
+}
+
+// TestOpenPostgresStoreHidesPassword checks every error in the chain, for
+// URLs that do not parse, servers that are not there, and servers that say
+// no.
+func TestOpenPostgresStoreHidesPassword(t *testing.T) {
+	t.Parallel()
+	const password = "Hunter2-s3cret"
+	server := pgtest.Config(t, pgtest.URL(t)).ConnConfig
+	closed := closedPort(t)
+	for _, tc := range []struct {
+		name, url string
+		wantIn    []string
+	}{
+		{"BadPort", "postgres://app:" + password + "@db.internal:notaport/app", nil},
+		{"BadEscape", "postgres://app:" + password + "%zz@db.internal/app", nil},
+		{"BadKeyword", "host=db.internal password=" + password + " port=notaport", nil},
+		{"QuotedKeyword", "host=db.internal password='" + password + "' sslmode=nonsense", nil},
+		{"QueryPassword", "postgres://app@db.internal/app?password=" + password + "&sslmode=nonsense", nil},
+		{"Unreachable", fmt.Sprintf("postgres://app:%s@127.0.0.1:%d/appdb?sslmode=disable", password, closed),
+			[]string{"127.0.0.1", fmt.Sprint(closed), "appdb"}},
+		{"UnreachableEscaped", fmt.Sprintf("postgres://app:%s%%40x@127.0.0.1:%d/appdb?sslmode=disable", password, closed), nil},
+		{"NoSuchDatabase", fmt.Sprintf("postgres://%s:%s@%s:%d/no_such_db?sslmode=disable", server.User, password, server.Host, server.Port),
+			[]string{"no_such_db"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := session.OpenPostgresStore(t.Context(), tc.url, session.PostgresOptions{ConnectTimeout: 2 * time.Second})
+			if err == nil {
+				t.Fatal("OpenPostgresStore succeeded")
+			}
+			t.Log(err)
+			for _, e := range chain(err) {
+				for _, text := range []string{e.Error(), fmt.Sprintf("%+v", e), fmt.Sprintf("%#v", e)} {
+					if strings.Contains(text, password) || strings.Contains(text, tc.url) {
+						t.Errorf("error reveals the password or URL: %s", text)
+					}
+				}
+			}
+			for _, want := range tc.wantIn {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %s", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenPostgresStoreUnreachableIsUnavailable(t *testing.T) {
+	t.Parallel()
+	url := fmt.Sprintf("postgres://app@127.0.0.1:%d/appdb?sslmode=disable", closedPort(t))
+	start := time.Now()
+	_, err := session.OpenPostgresStore(t.Context(), url, session.PostgresOptions{ConnectTimeout: time.Second})
+	if !errors.Is(err, session.ErrUnavailable) {
+		t.Errorf("OpenPostgresStore of a closed port = %v; want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("OpenPostgresStore took %v with a ConnectTimeout of 1s", d)
+	}
+}
+
+// chain returns err and everything it wraps.
+func chain(err error) []error {
+	out := []error{err}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if inner := u.Unwrap(); inner != nil {
+			out = append(out, chain(inner)...)
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range u.Unwrap() {
+			out = append(out, chain(inner)...)
+		}
+	}
+	return out
+}
+
+// closedPort returns a port on 127.0.0.1 that nothing listens on.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// statementCounter is a pgx tracer counting the statements sent, by their
+// first word.
+type statementCounter struct{ selects, inserts, updates, deletes atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	switch verb, _, _ := strings.Cut(strings.TrimSpace(data.SQL), " "); verb {
+	case "SELECT":
+		c.selects.Add(1)
+	case "INSERT":
+		c.inserts.Add(1)
+	case "UPDATE":
+		c.updates.Add(1)
+	case "DELETE":
+		c.deletes.Add(1)
+	}
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) total() int64 {
+	return c.selects.Load() + c.inserts.Load() + c.updates.Load() + c.deletes.Load()
+}
+
+// countedStore returns a store whose pool counts statements, counting from
+// zero once the store is ready.
+func countedStore(t *testing.T, opts session.PostgresOptions) (*session.PostgresStore, *statementCounter) {
+	t.Helper()
+	counter := &statementCounter{}
+	cfg := pgtest.Config(t, pgtest.URL(t))
+	cfg.ConnConfig.Tracer = counter
+	opts.Table = pgtest.Schema(t)
+	s, err := session.NewPostgresStore(t.Context(), pgtest.NewPool(t, cfg), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*counter = statementCounter{}
+	return s, counter
+}
+
+func TestPostgresRoundTrips(t *testing.T) {
+	t.Parallel()
+	s, counter := countedStore(t, session.PostgresOptions{})
+	ctx := t.Context()
+	rec := &session.Record{Values: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Expiry: time.Now().Add(time.Hour)}
+	steps := []struct {
+		name string
+		run  func() error
+		want int64
+	}{
+		{"Insert", func() error { return s.Insert(ctx, "k", rec) }, 1},
+		{"Load", func() error { _, err := s.Load(ctx, "k"); return err }, 1},
+		{"Replace", func() error { return s.Replace(ctx, "k", rec) }, 1},
+		{"Touch", func() error { return s.Touch(ctx, "k", time.Now().Add(time.Minute)) }, 1},
+		{"Load missing", func() error { _, err := s.Load(ctx, "missing"); return ignore(err, session.ErrNotFound) }, 1},
+		{"Replace stale", func() error { rec.Version = 1; return ignore(s.Replace(ctx, "k", rec), session.ErrConflict) }, 2},
+	}
+	for _, step := range steps {
+		before := counter.total()
+		if err := step.run(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := counter.total() - before; got != step.want {
+			t.Errorf("%s sent %d statements; want %d", step.name, got, step.want)
+		}
+	}
+}
+
+func ignore(err, expected error) error {
+	if errors.Is(err, expected) {
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("got no error; want %v", expected)
+	}
+	return err
+}
+
+// insertExpired stores n records whose deadline passed an hour ago.
+func insertExpired(t *testing.T, s session.Store, n int) {
+	t.Helper()
+	hourAgo := time.Now().Add(-time.Hour)
+	for i := range n {
+		rec := &session.Record{Created: hourAgo.Add(-time.Hour), Expiry: hourAgo}
+		if err := s.Insert(t.Context(), fmt.Sprintf("expired-%d", i), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPostgresPruneBatches(t *testing.T) {
+	t.Parallel()
+	s, counter := countedStore(t, session.PostgresOptions{PruneBatch: 3})
+	insertExpired(t, s, 10)
+	live := &session.Record{Expiry: time.Now().Add(time.Hour)}
+	if err := s.Insert(t.Context(), "live", live); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Prune(t.Context())
+	if err != nil || n != 10 {
+		t.Fatalf("Prune = %d, %v; want 10", n, err)
+	}
+	if got := counter.deletes.Load(); got != 4 {
+		t.Errorf("Prune sent %d DELETEs for 10 rows in batches of 3; want 4", got)
+	}
+	if _, err := s.Load(t.Context(), "live"); err != nil {
+		t.Errorf("Load of the live record after Prune: %v", err)
+	}
+	stats, err := s.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Live != 1 || stats.Expired != 0 || stats.TableBytes <= 0 {
+		t.Errorf("Stats after Prune = %+v; want 1 live, 0 expired", stats)
+	}
+}
+
+// TestPostgresPruneOneAtATime holds the prune lock as another instance would
+// and checks that the store leaves the work to it.
+func TestPostgresPruneOneAtATime(t *testing.T) {
+	t.Parallel()
+	s := newPostgresStore(t, session.PostgresOptions{})
+	other := newPostgresStore(t, session.PostgresOptions{Table: s.Table().Schema + "." + s.Table().Name})
+	insertExpired(t, s, 5)
+
+	conn, err := pgtest.Pool(t).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_lock($1)", s.Table().PruneLockKey()); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []*session.PostgresStore{s, other} {
+		if n, err := store.Prune(t.Context()); err != nil || n != 0 {
+			t.Errorf("Prune while another instance prunes = %d, %v; want 0, nil", n, err)
+		}
+	}
+	if stats, err := s.Stats(t.Context()); err != nil || stats.Expired != 5 {
+		t.Errorf("Stats = %+v, %v; want the 5 expired rows untouched", stats, err)
+	}
+	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_unlock($1)", s.Table().PruneLockKey()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Prune(t.Context()); err != nil || n != 5 {
+		t.Errorf("Prune after the lock is free = %d, %v; want 5", n, err)
+	}
+	// Prune released its own lock: the test's connection can take it.
+	var locked bool
+	if err := conn.QueryRow(t.Context(), "SELECT pg_try_advisory_lock($1)", s.Table().PruneLockKey()).Scan(&locked); err != nil || !locked {
+		t.Errorf("prune lock still held after Prune returned (%v)", err)
+	}
+}
+
+func TestPostgresNowAndStats(t *testing.T) {
+	t.Parallel()
+	s := newPostgresStore(t, session.PostgresOptions{})
+	now, err := s.Now(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(now); d < -time.Minute || d > time.Minute {
+		t.Errorf("Now = %v, %v away from this clock", now, d)
+	}
+	for i, user := range []string{"alice", "", "bob"} {
+		rec := &session.Record{UserID: user, Expiry: time.Now().Add(time.Hour)}
+		if err := s.Insert(t.Context(), fmt.Sprint("live-", i), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insertExpired(t, s, 2)
+	stats, err := s.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Live != 3 || stats.Expired != 2 || stats.WithUser != 2 || stats.TableBytes <= 0 || stats.Now.IsZero() {
+		t.Errorf("Stats = %+v; want 3 live, 2 expired, 2 with a user", stats)
+	}
+}
+
+// TestPostgresOutage cuts the database off mid-test: every call fails fast
+// with ErrUnavailable, and the same store recovers once it is back.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	proxy := pgtest.NewProxy(t)
+	s, err := session.OpenPostgresStore(t.Context(), proxy.URL(), session.PostgresOptions{Table: pgtest.Schema(t), ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := &session.Record{Expiry: time.Now().Add(time.Hour)}
+	if err := s.Insert(t.Context(), "k", rec); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Cut()
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Load", func(ctx context.Context) error { _, err := s.Load(ctx, "k"); return err }},
+		{"Insert", func(ctx context.Context) error {
+			return s.Insert(ctx, "k2", &session.Record{Expiry: time.Now().Add(time.Hour)})
+		}},
+		{"Replace", func(ctx context.Context) error { return s.Replace(ctx, "k", rec) }},
+		{"Update", func(ctx context.Context) error {
+			_, err := s.Update(ctx, "k", func(*session.Record) error { return nil })
+			return err
+		}},
+		{"Touch", func(ctx context.Context) error { return s.Touch(ctx, "k", time.Now().Add(time.Hour)) }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "nothing") }},
+		{"DeleteUser", func(ctx context.Context) error { _, err := s.DeleteUser(ctx, "alice"); return err }},
+		{"ListUser", func(ctx context.Context) error { _, err := s.ListUser(ctx, "alice"); return err }},
+		{"Prune", func(ctx context.Context) error { _, err := s.Prune(ctx); return err }},
+	}
+	for _, c := range calls {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		start := time.Now()
+		err := c.call(ctx)
+		cancel()
+		if !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("%s during the outage = %v; want ErrUnavailable", c.name, err)
+		}
+		t.Logf("%s: %v", c.name, err)
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("%s during the outage took %v", c.name, d)
+		}
+	}
+
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Load(canceled, "k"); !errors.Is(err, context.Canceled) || errors.Is(err, session.ErrUnavailable) {
+		t.Errorf("Load with a canceled context = %v; want context.Canceled, not ErrUnavailable", err)
+	}
+
+	proxy.Restore()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := s.Load(t.Context(), "k")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Load after Restore still fails: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the network, not ordering goroutines
+	}
+	for _, c := range calls {
+		err := c.call(t.Context())
+		if errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("%s after Restore = %v", c.name, err)
+		}
+	}
+}
