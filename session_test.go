@@ -1,0 +1,566 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smartscheduler/session"
+)
+
+// handlerFunc runs step in a request and answers 200, or 500 with the
+// failures step reported. It makes a test's assertions inside the handler
+// visible to the client side.
+func handlerFunc(step func(s *session.Session, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := step(session.FromContext(r.Context()), r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+}
+
+// sessionOnlyCookie sends exactly one session cookie, bypassing any jar.
+func sessionOnlyCookie(t *testing.T, ts *testServer, path, value string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(&http.Cookie{Name: "session", Value: value})
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func TestRenew(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverSetup{}, appHandler())
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/set?color=blue")
+	old := jarCookie(t, c, ts.URL, "session")
+
+	resp, _ := fetchOK(t, c, ts.URL+"/login?user=ada")
+	renewed := setCookie(resp, "session")
+	if renewed == nil || renewed.Value == old || renewed.MaxAge <= 0 {
+		t.Fatalf("Renew set cookie %v; want a new, live cookie", renewed)
+	}
+
+	if _, body := sessionOnlyCookie(t, ts, "/get?key=color", old); body != "" {
+		t.Errorf("replaying the pre-renewal cookie read %q, want a fresh session", body)
+	}
+	if _, body := sessionOnlyCookie(t, ts, "/whoami", old); body != "" {
+		t.Errorf("replaying the pre-renewal cookie is signed in as %q", body)
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/get?key=color"); body != "blue" {
+		t.Errorf("renewed session lost its data: color = %q, want blue", body)
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/whoami"); body != "ada" {
+		t.Errorf("renewed session user = %q, want ada", body)
+	}
+	if got := ts.store.Store.(*session.MemoryStore).Len(); got != 1 {
+		t.Errorf("store holds %d records after renewal, want 1", got)
+	}
+}
+
+func TestDestroy(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverSetup{}, appHandler())
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/set?color=blue")
+	old := jarCookie(t, c, ts.URL, "session")
+
+	resp, _ := fetchOK(t, c, ts.URL+"/destroy")
+	ck := setCookie(resp, "session")
+	if ck == nil || ck.MaxAge >= 0 || !ck.Expires.Before(time.Now()) || ck.Value != "" {
+		t.Fatalf("Destroy's response set %q; want the cookie cleared", resp.Header.Values("Set-Cookie"))
+	}
+	if jarCookie(t, c, ts.URL, "session") != "" {
+		t.Error("the browser still holds the cookie after Destroy")
+	}
+	if _, body := sessionOnlyCookie(t, ts, "/get?key=color", old); body != "" {
+		t.Errorf("replaying the destroyed session's cookie read %q, want a fresh session", body)
+	}
+	if got := ts.store.Store.(*session.MemoryStore).Len(); got != 0 {
+		t.Errorf("store holds %d records after Destroy, want 0", got)
+	}
+}
+
+func TestDestroyThenFlash(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/logout", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return errors.Join(s.Destroy(), s.AddFlash("signed out"))
+	}))
+	mux.HandleFunc("/flashes", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Join(session.FromContext(r.Context()).Flashes(), "|"))
+	})
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/login?user=ada")
+	old := jarCookie(t, c, ts.URL, "session")
+
+	resp, _ := fetchOK(t, c, ts.URL+"/logout")
+	cookies := resp.Header.Values("Set-Cookie")
+	ck := setCookie(resp, "session")
+	if len(cookies) != 1 || ck.Value == "" || ck.Value == old || ck.MaxAge <= 0 {
+		t.Fatalf("Destroy then AddFlash set %q; want one new session cookie", cookies)
+	}
+	if _, who := fetchOK(t, c, ts.URL+"/whoami"); who != "" {
+		t.Errorf("new session after logout belongs to %q", who)
+	}
+	if _, flashes := fetchOK(t, c, ts.URL+"/flashes"); flashes != "signed out" {
+		t.Errorf("flashes = %q, want the logout message", flashes)
+	}
+	if _, body := sessionOnlyCookie(t, ts, "/whoami", old); body != "" {
+		t.Errorf("old cookie still signed in as %q", body)
+	}
+}
+
+// gate lets a test hold requests after their session has loaded.
+type gate struct {
+	loaded  chan string
+	release map[string]chan struct{}
+}
+
+func newGate(names ...string) *gate {
+	g := &gate{loaded: make(chan string, len(names)), release: map[string]chan struct{}{}}
+	for _, n := range names {
+		g.release[n] = make(chan struct{})
+	}
+	return g
+}
+
+// handler loads the session, reports it loaded, waits for its release and
+// then sets key=value from the query ("name" names the request).
+func (g *gate) handler() http.Handler {
+	return handlerFunc(func(s *session.Session, r *http.Request) error {
+		if err := s.Err(); err != nil {
+			return err
+		}
+		name := r.URL.Query().Get("name")
+		g.loaded <- name
+		<-g.release[name]
+		return s.Set(name, "set by "+name)
+	})
+}
+
+func TestNoLostUpdates(t *testing.T) {
+	t.Parallel()
+	g := newGate("a", "b")
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/slow", g.handler())
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/visit")
+	ts.store.counts()
+
+	done := map[string]chan struct{}{}
+	for _, name := range []string{"a", "b"} {
+		finished := make(chan struct{})
+		done[name] = finished
+		go func() {
+			defer close(finished)
+			resp, err := c.Get(ts.URL + "/slow?name=" + name)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("request %s: status %d", name, resp.StatusCode)
+			}
+		}()
+	}
+	<-g.loaded
+	<-g.loaded // both requests hold version 1
+	close(g.release["a"])
+	<-done["a"]
+	close(g.release["b"])
+	<-done["b"]
+
+	for _, key := range []string{"a", "b"} {
+		if _, body := fetchOK(t, c, ts.URL+"/get?key="+key); body != "set by "+key {
+			t.Errorf("%s = %q after overlapping writes, want it kept", key, body)
+		}
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/read"); body != "1" {
+		t.Errorf("visits = %s, want the value both requests started from", body)
+	}
+}
+
+func TestNoResurrectionAfterDestroy(t *testing.T) {
+	t.Parallel()
+	g := newGate("late")
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/slow", g.handler())
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/login?user=ada")
+	old := jarCookie(t, c, ts.URL, "session")
+
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	late := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(ts.URL + "/slow?name=late")
+		if err == nil {
+			resp.Body.Close()
+		}
+		late <- result{resp, err}
+	}()
+	<-g.loaded
+	fetchOK(t, c, ts.URL+"/destroy")
+	close(g.release["late"])
+	res := <-late
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.resp.StatusCode != http.StatusOK {
+		t.Errorf("in-flight request: status %d, want 200", res.resp.StatusCode)
+	}
+	if ck := setCookie(res.resp, "session"); ck == nil || ck.MaxAge >= 0 {
+		t.Errorf("in-flight request's response set %q; want the cookie cleared", res.resp.Header.Values("Set-Cookie"))
+	}
+	if got := ts.store.Store.(*session.MemoryStore).Len(); got != 0 {
+		t.Errorf("store holds %d records; the destroyed session came back", got)
+	}
+	for _, path := range []string{"/whoami", "/get?key=late"} {
+		if _, body := sessionOnlyCookie(t, ts, path, old); body != "" {
+			t.Errorf("old cookie %s = %q; the destroyed session came back", path, body)
+		}
+	}
+}
+
+func TestUpdateIsAtomic(t *testing.T) {
+	t.Parallel()
+	const requests = 16
+	var loaded sync.WaitGroup
+	loaded.Add(requests)
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.HandleFunc("/inc", func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		if err := s.Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		loaded.Done()
+		loaded.Wait() // every request holds the same version before any updates
+		n, err := session.Update(s, "counter", func(n int, ok bool) (int, error) { return n + 1, nil })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("/counter", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := session.Value[int](session.FromContext(r.Context()), "counter")
+		fmt.Fprint(w, n)
+	})
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/visit")
+
+	results := make(chan string, requests)
+	var wg sync.WaitGroup
+	for range requests {
+		wg.Go(func() {
+			resp, err := c.Get(ts.URL + "/inc")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("status %d: %s", resp.StatusCode, body)
+			}
+			results <- string(body)
+		})
+	}
+	wg.Wait()
+	close(results)
+	var seen []int
+	for r := range results {
+		n, _ := strconv.Atoi(r)
+		seen = append(seen, n)
+	}
+	slices.Sort(seen)
+	for i, n := range seen {
+		if n != i+1 {
+			t.Fatalf("Update results %v, want each of 1..%d once", seen, requests)
+		}
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/counter"); body != strconv.Itoa(requests) {
+		t.Errorf("counter = %s after %d concurrent increments", body, requests)
+	}
+}
+
+func TestValueRoundTrips(t *testing.T) {
+	t.Parallel()
+	type profile struct {
+		Name  string
+		Langs []string
+	}
+	want := profile{Name: "Ada", Langs: []string{"go", "sql"}}
+	wantMap := map[string]int{"a": 1, "b": 2}
+	mux := http.NewServeMux()
+	mux.Handle("/put", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return errors.Join(s.Set("n", 42), s.Set("profile", want), s.Set("m", wantMap), s.Set("s", "text"), s.Set("f", 1.5))
+	}))
+	mux.Handle("/check", handlerFunc(func(s *session.Session, r *http.Request) error {
+		var errs []error
+		if n, ok := session.Value[int](s, "n"); !ok || n != 42 {
+			errs = append(errs, fmt.Errorf("Value[int](n) = %v, %v; want 42", n, ok))
+		}
+		var anyN any
+		if err := s.Get("n", &anyN); err != nil {
+			errs = append(errs, err)
+		}
+		if p, ok := session.Value[profile](s, "profile"); !ok || p.Name != want.Name || !slices.Equal(p.Langs, want.Langs) {
+			errs = append(errs, fmt.Errorf("Value[profile] = %+v, %v; want %+v", p, ok, want))
+		}
+		if m, ok := session.Value[map[string]int](s, "m"); !ok || fmt.Sprint(m) != fmt.Sprint(wantMap) {
+			errs = append(errs, fmt.Errorf("Value[map] = %v, %v; want %v", m, ok, wantMap))
+		}
+		if f, ok := session.Value[float64](s, "f"); !ok || f != 1.5 {
+			errs = append(errs, fmt.Errorf("Value[float64] = %v, %v; want 1.5", f, ok))
+		}
+
+		var n int
+		if err := s.Get("missing", &n); !errors.Is(err, session.ErrNoValue) {
+			errs = append(errs, fmt.Errorf("Get(missing) = %v, want ErrNoValue", err))
+		}
+		if _, ok := session.Value[int](s, "missing"); ok {
+			errs = append(errs, errors.New("Value(missing) reported ok"))
+		}
+		err := s.Get("s", &n)
+		if err == nil || errors.Is(err, session.ErrNoValue) || !strings.Contains(err.Error(), `"s"`) {
+			errs = append(errs, fmt.Errorf("Get of a string into an int = %v, want a decode error naming the key", err))
+		}
+		if _, ok := session.Value[int](s, "s"); ok {
+			errs = append(errs, errors.New("Value[int] of a string reported ok"))
+		}
+		if str, ok := session.Value[string](s, "s"); !ok || str != "text" {
+			errs = append(errs, fmt.Errorf("after a failed decode, Value[string](s) = %q, %v", str, ok))
+		}
+		if n, ok := session.Value[int](s, "n"); !ok || n != 42 {
+			errs = append(errs, fmt.Errorf("after a failed decode of another key, n = %v, %v", n, ok))
+		}
+		if err := s.Set("bad", func() {}); err == nil {
+			errs = append(errs, errors.New("Set of a func succeeded"))
+		}
+		return errors.Join(errs...)
+	}))
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/put")
+	fetchOK(t, c, ts.URL+"/check")
+}
+
+func TestDeletePopClearKeys(t *testing.T) {
+	t.Parallel()
+	keys := func(s *session.Session, want ...string) error {
+		if got := s.Keys(); !slices.Equal(got, want) {
+			return fmt.Errorf("Keys() = %q, want %q", got, want)
+		}
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/fill", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return errors.Join(s.Set("zebra", 1), s.Set("apple", 2), s.Set("mango", 3), s.AddFlash("hello"))
+	}))
+	mux.Handle("/keys", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return keys(s, "apple", "mango", "zebra")
+	}))
+	mux.Handle("/delete", handlerFunc(func(s *session.Session, r *http.Request) error {
+		s.Delete("mango")
+		s.Delete("never-set")
+		return keys(s, "apple", "zebra")
+	}))
+	mux.Handle("/pop", handlerFunc(func(s *session.Session, r *http.Request) error {
+		v, ok := session.Pop[int](s, "apple")
+		if !ok || v != 2 {
+			return fmt.Errorf("Pop(apple) = %v, %v; want 2", v, ok)
+		}
+		if _, ok := session.Pop[int](s, "apple"); ok {
+			return errors.New("second Pop(apple) found a value")
+		}
+		return keys(s, "zebra")
+	}))
+	mux.Handle("/clear", handlerFunc(func(s *session.Session, r *http.Request) error {
+		if err := s.SetUser("ada"); err != nil {
+			return err
+		}
+		s.Clear()
+		return keys(s)
+	}))
+	mux.Handle("/after-clear", handlerFunc(func(s *session.Session, r *http.Request) error {
+		if s.UserID() != "ada" {
+			return fmt.Errorf("Clear dropped the user: %q", s.UserID())
+		}
+		if f := s.Flashes(); len(f) != 0 {
+			return fmt.Errorf("flashes survived Clear: %q", f)
+		}
+		return keys(s)
+	}))
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	for _, path := range []string{"/fill", "/keys", "/delete", "/pop", "/clear", "/after-clear"} {
+		fetchOK(t, c, ts.URL+path)
+	}
+}
+
+func TestFlashesAcrossRedirect(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/save", func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		if err := errors.Join(s.AddFlash("saved"), s.AddFlash("twice")); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		http.Redirect(w, r, "/show", http.StatusSeeOther)
+	})
+	mux.HandleFunc("/show", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Join(session.FromContext(r.Context()).Flashes(), "|"))
+	})
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	if _, body := fetchOK(t, c, ts.URL+"/save"); body != "saved|twice" {
+		t.Errorf("after the redirect, flashes = %q, want saved|twice", body)
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/show"); body != "" {
+		t.Errorf("flashes shown twice: %q", body)
+	}
+}
+
+func TestRememberMe(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/forget", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return errors.Join(s.Set("x", 1), s.SetRememberMe(false))
+	}))
+	mux.Handle("/remember", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return s.SetRememberMe(true)
+	}))
+	ts := startServer(t, serverSetup{}, mux)
+
+	t.Run("new session", func(t *testing.T) {
+		c := ts.client(t)
+		resp, _ := fetchOK(t, c, ts.URL+"/forget")
+		ck := setCookie(resp, "session")
+		if ck == nil || !ck.Expires.IsZero() || ck.MaxAge != 0 {
+			t.Fatalf("SetRememberMe(false) set %q; want a browser-session cookie", resp.Header.Values("Set-Cookie"))
+		}
+		if _, body := fetchOK(t, c, ts.URL+"/visit"); body != "1" {
+			t.Errorf("browser-session cookie does not carry the session: visit = %s", body)
+		}
+		resp, _ = fetchOK(t, c, ts.URL+"/remember")
+		if ck := setCookie(resp, "session"); ck == nil || ck.MaxAge <= 0 {
+			t.Errorf("SetRememberMe(true) set %q; want a persistent cookie", resp.Header.Values("Set-Cookie"))
+		}
+	})
+	t.Run("existing session", func(t *testing.T) {
+		c := ts.client(t)
+		fetchOK(t, c, ts.URL+"/visit")
+		resp, _ := fetchOK(t, c, ts.URL+"/forget")
+		if ck := setCookie(resp, "session"); ck == nil || !ck.Expires.IsZero() || ck.MaxAge != 0 {
+			t.Errorf("SetRememberMe(false) set %q; want the cookie re-sent without expiry", resp.Header.Values("Set-Cookie"))
+		}
+	})
+}
+
+func TestMaxSize(t *testing.T) {
+	t.Parallel()
+	const limit = 64
+	big := strings.Repeat("x", 40)
+	mux := http.NewServeMux()
+	mux.Handle("/fill", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return s.Set("a", big) // 1 + 42 bytes
+	}))
+	mux.Handle("/overflow", handlerFunc(func(s *session.Session, r *http.Request) error {
+		var errs []error
+		if err := s.Set("b", big); !errors.Is(err, session.ErrTooLarge) {
+			errs = append(errs, fmt.Errorf("Set over the cap = %v, want ErrTooLarge", err))
+		}
+		if err := s.Set("a", big+big); !errors.Is(err, session.ErrTooLarge) {
+			errs = append(errs, fmt.Errorf("growing a value over the cap = %v, want ErrTooLarge", err))
+		}
+		if v, _ := session.Value[string](s, "a"); v != big {
+			errs = append(errs, fmt.Errorf("a refused Set changed a to %q", v))
+		}
+		if got := s.Keys(); !slices.Equal(got, []string{"a"}) {
+			errs = append(errs, fmt.Errorf("Keys after refused Sets = %q", got))
+		}
+		if _, err := session.Update(s, "c", func(string, bool) (string, error) { return big, nil }); !errors.Is(err, session.ErrTooLarge) {
+			errs = append(errs, fmt.Errorf("Update over the cap = %v, want ErrTooLarge", err))
+		}
+		if err := s.Set("small", 1); err != nil {
+			errs = append(errs, fmt.Errorf("Set within the cap: %v", err))
+		}
+		return errors.Join(errs...)
+	}))
+	mux.Handle("/check", handlerFunc(func(s *session.Session, r *http.Request) error {
+		if got := s.Keys(); !slices.Equal(got, []string{"a", "small"}) {
+			return fmt.Errorf("stored keys = %q, want a and small", got)
+		}
+		return nil
+	}))
+	ts := startServer(t, serverSetup{cfg: session.Config{MaxSize: limit}}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/fill")
+	fetchOK(t, c, ts.URL+"/overflow")
+	fetchOK(t, c, ts.URL+"/check")
+}
+
+func TestNoMiddleware(t *testing.T) {
+	t.Parallel()
+	s := session.FromContext(context.Background())
+	var n int
+	checks := map[string]error{
+		"Get":           s.Get("k", &n),
+		"Set":           s.Set("k", 1),
+		"Err":           s.Err(),
+		"AddFlash":      s.AddFlash("m"),
+		"SetUser":       s.SetUser("u"),
+		"SetRememberMe": s.SetRememberMe(false),
+		"Renew":         s.Renew(),
+		"Destroy":       s.Destroy(),
+	}
+	_, err := session.Update(s, "k", func(n int, ok bool) (int, error) { return n, nil })
+	checks["Update"] = err
+	for name, err := range checks {
+		if !errors.Is(err, session.ErrNoMiddleware) {
+			t.Errorf("%s outside the middleware = %v, want ErrNoMiddleware", name, err)
+		}
+	}
+	s.Delete("k")
+	s.Clear()
+	if s.Keys() != nil || s.Flashes() != nil || s.UserID() != "" || s.Key() != "" || !s.Deadline().IsZero() {
+		t.Error("accessors outside the middleware returned data")
+	}
+	if _, ok := session.Value[int](s, "k"); ok {
+		t.Error("Value outside the middleware reported ok")
+	}
+}
