@@ -194,6 +194,11 @@ func startCluster(initdb, pgCtl string) (*localCluster, error) {
 			return nil, fmt.Errorf("running as root and %w", err)
 		}
 	}
+	c.reapOrphans()
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		os.RemoveAll(dir)
@@ -214,6 +219,27 @@ func startCluster(initdb, pgCtl string) (*localCluster, error) {
 	}
 	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	return c, nil
+}
+
+// reapOrphans stops and deletes the clusters of test binaries that died
+// without running Main's cleanup (a -timeout panic, a kill), which would
+// otherwise keep running after the test run.
+func (c *localCluster) reapOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*"))
+	for _, dir := range dirs {
+		owner, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue // being set up right now, or not ours
+		}
+		pid, err := strconv.Atoi(string(owner))
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		orphan := &localCluster{dir: dir, pgCtl: c.pgCtl, cred: c.cred}
+		// Best effort: pg_ctl fails when the server is already gone, and
+		// the directory is removed either way.
+		_ = orphan.stop()
+	}
 }
 
 func (c *localCluster) stop() error {
