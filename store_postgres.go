@@ -642,8 +642,13 @@ func (s *PostgresStore) fail(ctx context.Context, op string, err error) error {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
 		return err
 	}
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-		return ErrConflict
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return ErrConflict
+		case "22P05": // untranslatable_character
+			err = fmt.Errorf("a session value contains \\u0000, which PostgreSQL's jsonb cannot store: strip NUL characters before saving: %w", err)
+		}
 	}
 	if _, ok := errors.AsType[*storeError](err); ok {
 		return err

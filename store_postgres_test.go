@@ -483,3 +483,13 @@ func TestPostgresOutage(t *testing.T) {
 		}
 	}
 }
+
+func TestPostgresRejectsNULInValuesClearly(t *testing.T) {
+	t.Parallel()
+	s := newPostgresStore(t, session.PostgresOptions{})
+	rec := &session.Record{Values: map[string]json.RawMessage{"name": json.RawMessage(`"a\u0000b"`)}, Expiry: time.Now().Add(time.Hour)}
+	err := s.Insert(t.Context(), "k", rec)
+	if err == nil || errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), `\u0000`) {
+		t.Errorf("Insert of a value with \\u0000 = %v; want an error that names it", err)
+	}
+}
