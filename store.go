@@ -68,7 +68,8 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 
 	// DeleteUser removes every record whose UserID is userID and returns how
-	// many it removed.
+	// many it removed. An empty userID matches nothing: anonymous sessions
+	// are never revoked in bulk.
 	DeleteUser(ctx context.Context, userID string) (int, error)
 
 	// ListUser returns a summary of every live record whose UserID is userID,
@@ -83,7 +84,11 @@ type Store interface {
 
 // Record is one session as a Store keeps it.
 type Record struct {
-	// Values holds each session value as JSON, keyed by name.
+	// Values holds each session value as JSON, keyed by name. A Store may
+	// normalise the JSON (PostgreSQL's jsonb reorders object keys and drops
+	// spaces), so values come back equal as JSON, not byte for byte.
+	// Neither the Manager nor a Store modifies a RawMessage in place; they
+	// replace it, which is why Clone may share the bytes.
 	Values map[string]json.RawMessage
 	// UserID is the user the session belongs to, or "" for an anonymous
 	// session. Stores index it for DeleteUser and ListUser.
@@ -106,8 +111,8 @@ type Record struct {
 	LoadedAt time.Time
 }
 
-// Clone returns a deep copy of r, so that a Store and the Manager never share
-// a Values map.
+// Clone returns a copy of r with its own Values map, so that a Store and
+// the Manager never share one. The JSON bytes are shared; see Values.
 func (r *Record) Clone() *Record {
 	c := *r
 	c.Values = maps.Clone(r.Values)

@@ -125,7 +125,7 @@ func (s *MemoryStore) DeleteUser(ctx context.Context, userID string) (int, error
 	defer s.mu.Unlock()
 	n := 0
 	for key, rec := range s.records {
-		if rec.UserID == userID {
+		if userID != "" && rec.UserID == userID {
 			delete(s.records, key)
 			n++
 		}

@@ -479,6 +479,10 @@ func testDeleteUser(t *testing.T, s session.Store) {
 	if n, err := s.DeleteUser(ctx(t), "nobody"); err != nil || n != 0 {
 		t.Errorf("DeleteUser of a user with no sessions = %d, %v; want 0, nil", n, err)
 	}
+	if n, err := s.DeleteUser(ctx(t), ""); err != nil || n != 0 {
+		t.Errorf(`DeleteUser("") = %d, %v; want 0, nil: anonymous sessions are never revoked in bulk`, n, err)
+	}
+	load(t, s, anonymous)
 }
 
 func testListUser(t *testing.T, s session.Store) {
