@@ -1,0 +1,268 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smartscheduler/session"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// commitTriggers are the ways a handler can send its headers; the session
+// must be saved and its cookie set before each.
+var commitTriggers = []struct {
+	name    string
+	trigger func(w http.ResponseWriter, r *http.Request) error
+}{
+	{"return without writing", func(w http.ResponseWriter, r *http.Request) error { return nil }},
+	{"WriteHeader", func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}},
+	{"Write", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.WriteString(w, "body")
+		return err
+	}},
+	{"Flush before writing", func(w http.ResponseWriter, r *http.Request) error {
+		w.(http.Flusher).Flush()
+		_, err := io.WriteString(w, "body")
+		return err
+	}},
+	{"ResponseController.Flush", func(w http.ResponseWriter, r *http.Request) error {
+		return http.NewResponseController(w).Flush()
+	}},
+	{"io.Copy through ReadFrom", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.Copy(w, io.LimitReader(strings.NewReader("body"), 4))
+		return err
+	}},
+	{"redirect", func(w http.ResponseWriter, r *http.Request) error {
+		http.Redirect(w, r, "/read", http.StatusSeeOther)
+		return nil
+	}},
+	{"103 Early Hints, then 200", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, err := io.WriteString(w, "body")
+		return err
+	}},
+}
+
+func TestCommitBeforeHeaders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range commitTriggers {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			handlerErr := make(chan error, 1)
+			mux := http.NewServeMux()
+			mux.Handle("/", appHandler())
+			mux.HandleFunc("/act", func(w http.ResponseWriter, r *http.Request) {
+				if err := session.FromContext(r.Context()).Set("visits", 41); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				handlerErr <- tc.trigger(w, r)
+			})
+			ts := startServer(t, serverSetup{}, mux)
+			c := ts.client(t)
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+			var (
+				mu    sync.Mutex
+				early []textproto.MIMEHeader
+			)
+			trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
+				mu.Lock()
+				defer mu.Unlock()
+				early = append(early, header)
+				return nil
+			}}
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", ts.URL+"/act", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err := <-handlerErr; err != nil {
+				t.Errorf("trigger failed: %v", err)
+			}
+			if resp.StatusCode >= 400 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if setCookie(resp, "session") == nil {
+				t.Errorf("final response carries no session cookie; headers %v", resp.Header)
+			}
+			mu.Lock()
+			for _, h := range early {
+				if len(h.Values("Set-Cookie")) != 0 {
+					t.Errorf("informational response carried Set-Cookie %q", h.Values("Set-Cookie"))
+				}
+			}
+			if strings.Contains(tc.name, "103") && (len(early) != 1 || early[0].Get("Link") == "") {
+				t.Errorf("informational responses = %v, want one 103 with its Link", early)
+			}
+			mu.Unlock()
+			if _, body := fetchOK(t, c, ts.URL+"/read"); body != "41" {
+				t.Errorf("next request read visits = %s, want 41: the save did not land before the response", body)
+			}
+		})
+	}
+}
+
+func TestResponseControllerThroughWrapper(t *testing.T) {
+	t.Parallel()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.FromContext(r.Context()).Set("k", 1); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rc := http.NewResponseController(w)
+		err := errors.Join(
+			rc.SetReadDeadline(time.Now().Add(time.Minute)),
+			rc.SetWriteDeadline(time.Now().Add(time.Minute)),
+			rc.EnableFullDuplex(),
+		)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "first")
+		if err := rc.Flush(); err != nil {
+			panic(err) // headers are gone; fail loudly
+		}
+		io.WriteString(w, " second")
+	})
+	ts := startServer(t, serverSetup{}, handler)
+	resp, body := fetchOK(t, ts.client(t), ts.URL)
+	if body != "first second" {
+		t.Errorf("body = %q", body)
+	}
+	if setCookie(resp, "session") == nil {
+		t.Error("no session cookie")
+	}
+}
+
+func TestStoreFailureAfterHandlerWrites(t *testing.T) {
+	t.Parallel()
+	errDown := fmt.Errorf("timeout: %w", session.ErrUnavailable)
+	tests := []struct {
+		name    string
+		respond func(w http.ResponseWriter, r *http.Request) error // the error of the handler's write, if any
+		wantErr bool                                               // the handler's write must fail
+	}{
+		{"WriteHeader then Write", func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			w.WriteHeader(http.StatusCreated)
+			_, err := io.WriteString(w, `{"ok":true}`)
+			return err
+		}, true},
+		{"Write", func(w http.ResponseWriter, r *http.Request) error {
+			_, err := io.WriteString(w, "body")
+			return err
+		}, true},
+		{"Flush", func(w http.ResponseWriter, r *http.Request) error {
+			return http.NewResponseController(w).Flush()
+		}, true},
+		{"io.Copy", func(w http.ResponseWriter, r *http.Request) error {
+			_, err := io.Copy(w, io.LimitReader(strings.NewReader("body"), 4))
+			return err
+		}, true},
+		{"redirect", func(w http.ResponseWriter, r *http.Request) error {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+			return nil
+		}, false},
+		{"return", func(w http.ResponseWriter, r *http.Request) error { return nil }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var serverLog syncBuffer
+			writeErr := make(chan error, 1)
+			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := session.FromContext(r.Context()).Set("k", 1); err != nil {
+					t.Errorf("Set: %v", err)
+				}
+				writeErr <- tt.respond(w, r)
+			})
+			ts := startServer(t, serverSetup{errorLog: log.New(&serverLog, "", 0)}, handler)
+			ts.store.failWith(func(method string) error {
+				if method == "Insert" {
+					return errDown
+				}
+				return nil
+			})
+			c := ts.client(t)
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, body := fetch(t, c, ts.URL)
+			ts.Close() // waits for the handler, and so for its log lines
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("status %d, Retry-After %q; want the error handler's 503", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			if strings.Contains(body, "ok") || strings.Contains(body, "body") {
+				t.Errorf("the handler's output leaked into the error response: %q", body)
+			}
+			if loc := resp.Header.Get("Location"); loc != "" {
+				t.Logf("note: the 503 carries the handler's Location %q", loc)
+			}
+			if err := <-writeErr; (err != nil) != tt.wantErr {
+				t.Errorf("handler's write error = %v, want an error: %v", err, tt.wantErr)
+			}
+			if log := serverLog.String(); log != "" {
+				t.Errorf("server logged %q; want nothing (no superfluous WriteHeader)", log)
+			}
+		})
+	}
+}
+
+func TestHandlerWrappedTwice(t *testing.T) {
+	t.Parallel()
+	m, err := session.New(context.Background(), session.Config{Secret: randomSecret(t)}, session.WithLogger(discardLogger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	srv := httptest.NewServer(m.Handler(m.Handler(appHandler())))
+	t.Cleanup(srv.Close)
+	ts := &testServer{Server: srv, manager: m}
+	c := ts.client(t)
+	resp, _ := fetchOK(t, c, srv.URL+"/visit")
+	if n := len(resp.Header.Values("Set-Cookie")); n != 1 {
+		t.Errorf("doubly wrapped handler set %d cookies, want 1", n)
+	}
+	if _, body := fetchOK(t, c, srv.URL+"/visit"); body != "2" {
+		t.Errorf("second visit = %s, want 2", body)
+	}
+}
