@@ -1,0 +1,440 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartscheduler/session"
+)
+
+// lookupFrom turns env into a lookup function for ConfigFromLookup.
+func lookupFrom(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+// problemVariables returns the sorted, de-duplicated variables err names.
+func problemVariables(err error) []string {
+	var vars []string
+	for _, ce := range session.ConfigErrors(err) {
+		vars = append(vars, ce.Variable)
+	}
+	slices.Sort(vars)
+	return slices.Compact(vars)
+}
+
+const goodSecret = "Zk3vQ9pL2mX7rT1wY8bN4cF6hJ0dS5gA" // 32 bytes, many characters
+
+func TestConfigFromLookup(t *testing.T) {
+	t.Parallel()
+	prod := func(env map[string]string) map[string]string {
+		out := map[string]string{"NODE_ENV": "production", "SESSION_ALLOW_MEMORY_STORE": "true", "SESSION_SECRET": goodSecret}
+		maps.Copy(out, env)
+		return out
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantVars    []string // variables the error names, sorted
+		wantText    []string // substrings of the error
+		notText     []string // never in the error
+		checkConfig func(t *testing.T, c session.Config)
+	}{
+		{
+			name: "development defaults",
+			env:  map[string]string{},
+			checkConfig: func(t *testing.T, c session.Config) {
+				if c.Production || c.UsePostgres || c.Secret != "" || c.ManualMigrations {
+					t.Errorf("empty environment gave %+v", c)
+				}
+			},
+		},
+		{
+			name:     "production missing everything",
+			env:      map[string]string{"NODE_ENV": "production"},
+			wantVars: []string{"SESSION_SECRET", "USE_POSTGRES"},
+			wantText: []string{"sessionctl secret", "SESSION_ALLOW_MEMORY_STORE=true"},
+		},
+		{
+			name:     "APP_ENV=production",
+			env:      map[string]string{"APP_ENV": "production"},
+			wantVars: []string{"SESSION_SECRET", "USE_POSTGRES"},
+			checkConfig: func(t *testing.T, c session.Config) {
+				if !c.Production {
+					t.Error("APP_ENV=production did not select production")
+				}
+			},
+		},
+		{
+			name:     "NODE_ENV=Production, any case",
+			env:      map[string]string{"NODE_ENV": "Production"},
+			wantVars: []string{"SESSION_SECRET", "USE_POSTGRES"},
+		},
+		{name: "placeholder <random-secure-string>", env: prod(map[string]string{"SESSION_SECRET": "<random-secure-string>"}), wantVars: []string{"SESSION_SECRET"}, wantText: []string{"placeholder"}},
+		{name: "placeholder keyboard cat", env: prod(map[string]string{"SESSION_SECRET": "keyboard cat"}), wantVars: []string{"SESSION_SECRET"}, wantText: []string{"placeholder"}},
+		{name: "placeholder changeme", env: prod(map[string]string{"SESSION_SECRET": "changeme"}), wantVars: []string{"SESSION_SECRET"}, wantText: []string{"placeholder"}},
+		{name: "placeholder in capitals", env: prod(map[string]string{"SESSION_SECRET": "ChangeMe"}), wantVars: []string{"SESSION_SECRET"}, wantText: []string{"placeholder"}},
+		{
+			name:     "12-byte secret",
+			env:      prod(map[string]string{"SESSION_SECRET": "k2#Lx9!mQz4w"}),
+			wantVars: []string{"SESSION_SECRET"},
+			wantText: []string{"is 12 bytes", "at least 32"},
+			notText:  []string{"k2#Lx9!mQz4w"},
+		},
+		{
+			name:     "long but repetitive secret",
+			env:      prod(map[string]string{"SESSION_SECRET": strings.Repeat("ab", 20)}),
+			wantVars: []string{"SESSION_SECRET"},
+			wantText: []string{"repeats"},
+		},
+		{name: "memory store allowed in production", env: prod(nil)},
+		{
+			name:     "USE_POSTGRES without DATABASE_URL",
+			env:      map[string]string{"USE_POSTGRES": "true"},
+			wantVars: []string{"DATABASE_URL"},
+		},
+		{
+			name:     "unparsable DATABASE_URL with a password",
+			env:      map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "postgres://admin:hunter2-Sup3rSecret@db.example.com:notaport/app"},
+			wantVars: []string{"DATABASE_URL"},
+			notText:  []string{"hunter2-Sup3rSecret", "admin"},
+		},
+		{
+			name:     "unparsable keyword DATABASE_URL with a password",
+			env:      map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "host=db password=hunter2-Sup3rSecret sslmode=sometimes"},
+			wantVars: []string{"DATABASE_URL"},
+			notText:  []string{"hunter2-Sup3rSecret"},
+		},
+		{
+			name: "complete production",
+			env: map[string]string{
+				"NODE_ENV": "production", "USE_POSTGRES": "true", "DATABASE_URL": "postgres://app:pw@db:5432/app",
+				"SESSION_SECRET": " " + goodSecret + " ", "SESSION_SECRET_PREVIOUS": "old-secret-one, old-secret-two",
+				"SESSION_SAMESITE": "Strict", "SESSION_LIFETIME": "720h", "SESSION_IDLE_TIMEOUT": "30m",
+				"SESSION_TOUCH_INTERVAL": "1m", "SESSION_TABLE": "auth.sessions", "SESSION_AUTO_MIGRATE": "false",
+				"SESSION_MAX_SIZE": "4096", "SESSION_STORE_TIMEOUT": "2s", "SESSION_PRUNE_INTERVAL": "10m",
+				"SESSION_COOKIE_NAME": "__Host-sid",
+			},
+			checkConfig: func(t *testing.T, c session.Config) {
+				want := session.Config{
+					Production: true, UsePostgres: true, DatabaseURL: "postgres://app:pw@db:5432/app", Secret: goodSecret,
+					PreviousSecrets: []string{"old-secret-one", "old-secret-two"}, CookieName: "__Host-sid",
+					SameSite: http.SameSiteStrictMode, Lifetime: 720 * time.Hour, IdleTimeout: 30 * time.Minute,
+					TouchInterval: time.Minute, Table: "auth.sessions", ManualMigrations: true, MaxSize: 4096,
+					StoreTimeout: 2 * time.Second, PruneInterval: 10 * time.Minute,
+				}
+				if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+					t.Errorf("got  %#v\nwant %#v", c, want)
+				}
+			},
+		},
+		{name: "bad SESSION_LIFETIME", env: map[string]string{"SESSION_LIFETIME": "forever"}, wantVars: []string{"SESSION_LIFETIME"}, wantText: []string{`"forever"`}},
+		{name: "negative SESSION_IDLE_TIMEOUT", env: map[string]string{"SESSION_IDLE_TIMEOUT": "-5m"}, wantVars: []string{"SESSION_IDLE_TIMEOUT"}},
+		{name: "unitless SESSION_STORE_TIMEOUT", env: map[string]string{"SESSION_STORE_TIMEOUT": "5"}, wantVars: []string{"SESSION_STORE_TIMEOUT"}},
+		{name: "bad SESSION_TOUCH_INTERVAL", env: map[string]string{"SESSION_TOUCH_INTERVAL": "often"}, wantVars: []string{"SESSION_TOUCH_INTERVAL"}},
+		{name: "bad SESSION_PRUNE_INTERVAL", env: map[string]string{"SESSION_PRUNE_INTERVAL": "1x"}, wantVars: []string{"SESSION_PRUNE_INTERVAL"}},
+		{name: "bad USE_POSTGRES", env: map[string]string{"USE_POSTGRES": "yes please"}, wantVars: []string{"USE_POSTGRES"}},
+		{name: "bad SESSION_ALLOW_MEMORY_STORE", env: map[string]string{"SESSION_ALLOW_MEMORY_STORE": "maybe"}, wantVars: []string{"SESSION_ALLOW_MEMORY_STORE"}},
+		{name: "bad SESSION_AUTO_MIGRATE", env: map[string]string{"SESSION_AUTO_MIGRATE": "nope"}, wantVars: []string{"SESSION_AUTO_MIGRATE"}},
+		{name: "bad SESSION_SAMESITE", env: map[string]string{"SESSION_SAMESITE": "loose"}, wantVars: []string{"SESSION_SAMESITE"}},
+		{name: "SameSite none outside production", env: map[string]string{"SESSION_SAMESITE": "none"}, wantVars: []string{"SESSION_SAMESITE"}},
+		{name: "bad SESSION_MAX_SIZE", env: map[string]string{"SESSION_MAX_SIZE": "1MB"}, wantVars: []string{"SESSION_MAX_SIZE"}},
+		{name: "negative SESSION_MAX_SIZE", env: map[string]string{"SESSION_MAX_SIZE": "-1"}, wantVars: []string{"SESSION_MAX_SIZE"}},
+		{name: "SESSION_TABLE with a quote", env: map[string]string{"SESSION_TABLE": `session"`}, wantVars: []string{"SESSION_TABLE"}},
+		{name: "SESSION_TABLE with a semicolon", env: map[string]string{"SESSION_TABLE": "session; DROP TABLE users"}, wantVars: []string{"SESSION_TABLE"}},
+		{name: "SESSION_TABLE with two dots", env: map[string]string{"SESSION_TABLE": "a.b.c"}, wantVars: []string{"SESSION_TABLE"}},
+		{name: "SESSION_TABLE with a dash", env: map[string]string{"SESSION_TABLE": "my-sessions"}, wantVars: []string{"SESSION_TABLE"}},
+		{name: "SESSION_TABLE starting with a digit", env: map[string]string{"SESSION_TABLE": "1sessions"}, wantVars: []string{"SESSION_TABLE"}},
+		{name: "bad SESSION_COOKIE_NAME", env: map[string]string{"SESSION_COOKIE_NAME": "my session"}, wantVars: []string{"SESSION_COOKIE_NAME"}},
+		{name: "__Host- cookie outside production", env: map[string]string{"SESSION_COOKIE_NAME": "__Host-s"}, wantVars: []string{"SESSION_COOKIE_NAME"}},
+		{name: "__Host- cookie with a domain", env: prod(map[string]string{"SESSION_COOKIE_NAME": "__Host-s", "SESSION_COOKIE_DOMAIN": "example.com"}), wantVars: []string{"SESSION_COOKIE_DOMAIN"}},
+		{name: "production cookie domain", env: prod(map[string]string{"SESSION_COOKIE_DOMAIN": "example.com"})},
+		{name: "idle timeout beyond the lifetime", env: map[string]string{"SESSION_LIFETIME": "1h", "SESSION_IDLE_TIMEOUT": "2h"}, wantVars: []string{"SESSION_IDLE_TIMEOUT"}},
+		{name: "touch interval not under the idle timeout", env: map[string]string{"SESSION_IDLE_TIMEOUT": "10m", "SESSION_TOUCH_INTERVAL": "10m"}, wantVars: []string{"SESSION_TOUCH_INTERVAL"}},
+		{name: "empty previous secret", env: map[string]string{"SESSION_SECRET_PREVIOUS": "old-secret-one,,old-secret-two"}, wantVars: []string{"SESSION_SECRET_PREVIOUS"}},
+		{
+			name:     "previous secret equal to the current one",
+			env:      prod(map[string]string{"SESSION_SECRET_PREVIOUS": goodSecret}),
+			wantVars: []string{"SESSION_SECRET_PREVIOUS"},
+			notText:  []string{goodSecret},
+		},
+		{
+			name: "every problem at once",
+			env: map[string]string{
+				"NODE_ENV": "production", "SESSION_SECRET": "changeme", "SESSION_LIFETIME": "soon",
+				"SESSION_SAMESITE": "loose", "SESSION_TABLE": "x;y", "USE_POSTGRES": "true",
+			},
+			wantVars: []string{"DATABASE_URL", "SESSION_LIFETIME", "SESSION_SAMESITE", "SESSION_SECRET", "SESSION_TABLE"},
+			notText:  []string{"changeme"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := session.ConfigFromLookup(lookupFrom(tt.env))
+			if got := problemVariables(err); !slices.Equal(got, tt.wantVars) {
+				t.Errorf("problems with %q, want %q; error:\n%v", got, tt.wantVars, err)
+			}
+			if len(tt.wantVars) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+			} else {
+				if n := len(session.ConfigErrors(err)); n != len(tt.wantVars) {
+					t.Errorf("%d problems reported, want %d: %v", n, len(tt.wantVars), err)
+				}
+				for _, v := range tt.wantVars {
+					if !strings.Contains(err.Error(), v) {
+						t.Errorf("error does not name %s: %v", v, err)
+					}
+				}
+				for _, ce := range session.ConfigErrors(err) {
+					if ce.Fix == "" {
+						t.Errorf("problem %q names no fix", ce)
+					}
+				}
+			}
+			for _, s := range tt.wantText {
+				if err == nil || !strings.Contains(err.Error(), s) {
+					t.Errorf("error does not say %q: %v", s, err)
+				}
+			}
+			for _, s := range tt.notText {
+				if err != nil && strings.Contains(err.Error(), s) {
+					t.Errorf("error reveals %q: %v", s, err)
+				}
+			}
+			if tt.checkConfig != nil {
+				tt.checkConfig(t, c)
+			}
+		})
+	}
+}
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	cfg := session.Config{
+		Production:  true,
+		Secret:      "tooshort",
+		Lifetime:    time.Hour,
+		IdleTimeout: 2 * time.Hour,
+		Table:       "bad;table",
+		SameSite:    http.SameSiteNoneMode,
+		MaxSize:     -1,
+	}
+	m, err := session.New(context.Background(), cfg, session.WithLogger(discardLogger))
+	if err == nil {
+		m.Close()
+		t.Fatal("New accepted a bad configuration")
+	}
+	want := []string{"SESSION_IDLE_TIMEOUT", "SESSION_MAX_SIZE", "SESSION_SECRET", "SESSION_TABLE", "USE_POSTGRES"}
+	if got := problemVariables(err); !slices.Equal(got, want) {
+		t.Errorf("New reported %q, want %q:\n%v", got, want, err)
+	}
+	if strings.Contains(err.Error(), "tooshort") {
+		t.Errorf("New's error reveals the secret: %v", err)
+	}
+}
+
+func TestNewWarnsOnceWithoutSecret(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		cfg       session.Config
+		wantWarns int
+	}{
+		{name: "development without a secret", cfg: session.Config{}, wantWarns: 1},
+		{name: "development with a secret", cfg: session.Config{Secret: goodSecret}},
+		{name: "production", cfg: session.Config{Production: true, AllowMemoryStore: true, Secret: goodSecret}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			m, err := session.New(context.Background(), tt.cfg, session.WithLogger(logger))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Close() // stops the pruner, so buf is ours alone
+			secret := m.Config().Secret
+			if secret == "" {
+				t.Fatal("the Manager runs without a secret")
+			}
+			warns := 0
+			for line := range strings.Lines(buf.String()) {
+				var rec struct{ Level string }
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if rec.Level == "WARN" {
+					warns++
+				}
+			}
+			if warns != tt.wantWarns {
+				t.Errorf("New logged %d warnings, want %d:\n%s", warns, tt.wantWarns, buf.String())
+			}
+			if strings.Contains(buf.String(), secret) {
+				t.Errorf("log reveals the secret:\n%s", buf.String())
+			}
+		})
+	}
+}
+
+func TestConfigLogValue(t *testing.T) {
+	t.Parallel()
+	const password = "hunter2-Sup3rSecret"
+	tests := []struct {
+		name         string
+		databaseURL  string
+		wantDatabase string
+	}{
+		{name: "URL", databaseURL: "postgres://admin:" + password + "@db.example.com:5432/app", wantDatabase: "db.example.com:5432/app"},
+		{name: "keyword form", databaseURL: "host=db.example.com port=5433 dbname=app user=admin password=" + password, wantDatabase: "db.example.com:5433/app"},
+		{name: "unparsable URL", databaseURL: "postgres://admin:" + password + "@db.example.com:notaport/app"},
+		{name: "unparsable keyword form", databaseURL: "host=db password=" + password + " sslmode=sometimes"},
+		{name: "password in the query", databaseURL: "postgres://db.example.com/app?password=" + password + "&sslmode=sometimes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := session.Config{
+				Production:      true,
+				UsePostgres:     true,
+				DatabaseURL:     tt.databaseURL,
+				Secret:          goodSecret,
+				PreviousSecrets: []string{"previous-" + goodSecret},
+			}
+			for _, format := range []string{"json", "text"} {
+				var buf bytes.Buffer
+				var h slog.Handler = slog.NewTextHandler(&buf, nil)
+				if format == "json" {
+					h = slog.NewJSONHandler(&buf, nil)
+				}
+				slog.New(h).Info("starting", "config", cfg)
+				out := buf.String()
+				for _, secret := range []string{goodSecret, password, "admin"} {
+					if strings.Contains(out, secret) {
+						t.Errorf("%s log reveals %q: %s", format, secret, out)
+					}
+				}
+				if !strings.Contains(out, "[redacted]") || !strings.Contains(out, "previous_secrets") {
+					t.Errorf("%s log lacks the redacted fields: %s", format, out)
+				}
+				if tt.wantDatabase != "" && !strings.Contains(out, tt.wantDatabase) {
+					t.Errorf("%s log lacks the database %q: %s", format, tt.wantDatabase, out)
+				}
+			}
+		})
+	}
+}
+
+// FuzzConfigFromLookup feeds arbitrary environments, one VAR=value a line.
+// It must not panic, and no error may quote SESSION_SECRET or the
+// DATABASE_URL password.
+func FuzzConfigFromLookup(f *testing.F) {
+	seeds := []string{
+		"",
+		"NODE_ENV=production",
+		"APP_ENV=production\nSESSION_SECRET=keyboard cat",
+		"NODE_ENV=production\nSESSION_SECRET=" + goodSecret + "\nSESSION_ALLOW_MEMORY_STORE=true",
+		"USE_POSTGRES=true\nDATABASE_URL=postgres://admin:hunter2@db:badport/app",
+		"USE_POSTGRES=true\nDATABASE_URL=host=db password=hunter2 sslmode=maybe",
+		"USE_POSTGRES=1\nDATABASE_URL=postgres://u:p%zz@h/db",
+		"SESSION_LIFETIME=-1h\nSESSION_IDLE_TIMEOUT=2h\nSESSION_TOUCH_INTERVAL=3h",
+		"SESSION_SAMESITE=none\nSESSION_COOKIE_NAME=__Host-x\nSESSION_COOKIE_DOMAIN=example.com",
+		"SESSION_TABLE=a.b.c\nSESSION_MAX_SIZE=-5\nSESSION_AUTO_MIGRATE=maybe",
+		"SESSION_SECRET=" + goodSecret + "\nSESSION_SECRET_PREVIOUS=" + goodSecret + ",,x",
+		"NODE_ENV=production\nSESSION_SECRET=s 11 bytes;",
+		"SESSION_COOKIE_NAME=\x00\xff\nSESSION_TABLE=\"; drop",
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	// Every fixed text the secret and database checks can print, so that a
+	// fuzzed value that merely occurs in it is not taken for a leak.
+	known := fmt.Sprint(
+		session.Config{Production: true}.Validate(),
+		session.Config{Production: true, Secret: "changeme"}.Validate(),
+		session.Config{Production: true, Secret: strings.Repeat("a", 40)}.Validate(),
+		session.Config{Secret: "x", PreviousSecrets: []string{"x", ""}}.Validate(),
+		session.Config{UsePostgres: true}.Validate(),
+		session.Config{UsePostgres: true, DatabaseURL: "::"}.Validate(),
+	)
+	f.Fuzz(func(t *testing.T, input string) {
+		env := map[string]string{}
+		for line := range strings.Lines(input) {
+			name, value, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+			env[name] = value
+		}
+		cfg, err := session.ConfigFromLookup(lookupFrom(env))
+		_ = cfg.LogValue().String()
+		if err == nil {
+			return
+		}
+		without := func(name string) string {
+			rest := maps.Clone(env)
+			delete(rest, name)
+			_, err := session.ConfigFromLookup(lookupFrom(rest))
+			return fmt.Sprint(err)
+		}
+		// leaked reports whether value, taken from variable name, shows in
+		// err for no reason other than being that variable's value.
+		leaked := func(name, value string) bool {
+			if len(value) < 4 || strings.Contains(value, "\n") || strings.Contains(known, value) {
+				return false
+			}
+			for other, v := range env {
+				if other != name && (strings.Contains(v, value) || strings.Contains(fmt.Sprintf("%q", v), value)) {
+					return false
+				}
+			}
+			lengthText := fmt.Sprint(session.Config{Production: true, Secret: strings.Repeat("\x01", len(value))}.Validate())
+			if strings.Contains(lengthText, value) || strings.Contains(without(name), value) {
+				return false
+			}
+			return strings.Contains(err.Error(), value)
+		}
+		if secret := strings.TrimSpace(env["SESSION_SECRET"]); leaked("SESSION_SECRET", secret) {
+			t.Fatalf("error reveals SESSION_SECRET %q:\n%v", secret, err)
+		}
+		if password := databasePassword(strings.TrimSpace(env["DATABASE_URL"])); leaked("DATABASE_URL", password) {
+			t.Fatalf("error reveals the DATABASE_URL password %q:\n%v", password, err)
+		}
+	})
+}
+
+// databasePassword digs the password out of a connection string, even one
+// that does not parse.
+func databasePassword(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			return p
+		}
+	}
+	if _, rest, ok := strings.Cut(dsn, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, p, ok := strings.Cut(rest[:at], ":"); ok {
+				return p
+			}
+		}
+	}
+	for _, field := range strings.Fields(dsn) {
+		if p, ok := strings.CutPrefix(field, "password="); ok {
+			return strings.Trim(p, "'")
+		}
+	}
+	return ""
+}
