@@ -1,0 +1,426 @@
+// Command sessionbench measures the session library end to end against
+// PostgreSQL. In one run it starts an HTTP server on the library with its
+// PostgreSQL store and a baseline server with no session library, which
+// makes exactly the one query a request needs, then drives both over
+// loopback with the same closed-loop load and prints, per workload,
+// throughput, latency, errors, SQL statements per request and the
+// library's throughput as a ratio of the baseline's.
+//
+//	go run ./cmd/sessionbench -duration 10s
+//
+// It works in a schema of its own, sessionbench_<random>, dropped at the
+// end. Each workload runs baseline, library, library, baseline for half the
+// duration each, so that drift (autovacuum, a warming cache) falls on both.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smartscheduler/session"
+)
+
+// options are the command's flags.
+type options struct {
+	databaseURL string
+	workers     int
+	duration    time.Duration
+	sessions    int
+	hotSessions int
+	workloads   []workload
+	idleTimeout time.Duration
+	cpuProfile  string
+	json        bool
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := run(ctx, opts, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(1)
+	}
+	rep.Command = "go run ./cmd/sessionbench " + strings.Join(os.Args[1:], " ")
+	if opts.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.writeTable(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(1)
+	}
+	if problems := rep.failures(); len(problems) > 0 {
+		fmt.Fprintln(os.Stderr, "sessionbench: FAILED:\n  "+strings.Join(problems, "\n  "))
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("sessionbench", flag.ContinueOnError)
+	defaultURL := cmpOr(os.Getenv("TEST_DATABASE_URL"), os.Getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/test")
+	var opts options
+	var names string
+	fs.StringVar(&opts.databaseURL, "database-url", defaultURL, "PostgreSQL `URL` (default: TEST_DATABASE_URL, else DATABASE_URL)")
+	fs.IntVar(&opts.workers, "workers", 16, "concurrent closed-loop clients, each with its own connection; also each server's pool size")
+	fs.DurationVar(&opts.duration, "duration", 10*time.Second, "measured time per workload per server")
+	fs.IntVar(&opts.sessions, "sessions", 1000, "sessions per server, shared out among the workers")
+	fs.IntVar(&opts.hotSessions, "hot-sessions", 4, "sessions all workers share in the hot workload")
+	fs.DurationVar(&opts.idleTimeout, "idle-timeout", 30*time.Minute, "the library's IdleTimeout in the read-idle workload (TouchInterval is its default, a tenth)")
+	fs.StringVar(&names, "workloads", "", "comma-separated `list` of workloads (default all: "+workloadNames()+")")
+	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of each workload's library phases to `file`, with the workload's name before the extension")
+	fs.BoolVar(&opts.json, "json", false, "print the results as JSON")
+	if err := fs.Parse(args); err != nil {
+		return opts, err
+	}
+	if fs.NArg() > 0 {
+		return opts, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
+	}
+	var err error
+	if opts.workloads, err = selectWorkloads(names); err != nil {
+		return opts, err
+	}
+	return opts, opts.validate()
+}
+
+func (o options) validate() error {
+	var problems []error
+	switch {
+	case o.workers < 1:
+		problems = append(problems, fmt.Errorf("-workers is %d: it must be at least 1", o.workers))
+	case o.sessions < o.workers:
+		problems = append(problems, fmt.Errorf("-sessions (%d) is less than -workers (%d): every worker needs sessions of its own", o.sessions, o.workers))
+	}
+	if o.duration < 10*time.Millisecond {
+		problems = append(problems, fmt.Errorf("-duration is %v: it must be at least 10ms", o.duration))
+	}
+	if o.hotSessions < 1 {
+		problems = append(problems, fmt.Errorf("-hot-sessions is %d: it must be at least 1", o.hotSessions))
+	}
+	if o.idleTimeout <= 0 {
+		problems = append(problems, fmt.Errorf("-idle-timeout is %v: it must be positive", o.idleTimeout))
+	}
+	return errors.Join(problems...)
+}
+
+func selectWorkloads(names string) ([]workload, error) {
+	if names == "" {
+		return workloads, nil
+	}
+	var selected []workload
+	for name := range strings.SplitSeq(names, ",") {
+		i := indexWorkload(strings.TrimSpace(name))
+		if i < 0 {
+			return nil, fmt.Errorf("-workloads: unknown workload %q: choose from %s", name, workloadNames())
+		}
+		selected = append(selected, workloads[i])
+	}
+	return selected, nil
+}
+
+func indexWorkload(name string) int {
+	for i, w := range workloads {
+		if w.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func workloadNames() string {
+	names := make([]string, len(workloads))
+	for i, w := range workloads {
+		names[i] = w.name
+	}
+	return strings.Join(names, ",")
+}
+
+func cmpOr(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// bench is one run's servers and the sessions made on them.
+type bench struct {
+	opts     options
+	progress io.Writer
+	schema   string
+
+	baseline, library, libraryIdle *server
+	// cookies holds sessions made on each server, created on first need.
+	cookies map[*server][]string
+}
+
+// run sets up the schema, the pools and the servers, runs every selected
+// workload and tears it all down. progress receives a line per step.
+func run(ctx context.Context, opts options, progress io.Writer) (*report, error) {
+	rep := &report{
+		Date:        time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		Workers:     opts.workers,
+		Duration:    opts.duration.String(),
+		Sessions:    opts.sessions,
+		HotSessions: opts.hotSessions,
+	}
+	admin, err := pgxpool.New(ctx, opts.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("-database-url: %w", err)
+	}
+	defer admin.Close()
+	rep.Machine, err = describeMachine(ctx, admin)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL (-database-url, TEST_DATABASE_URL or DATABASE_URL): %w", err)
+	}
+
+	b := &bench{opts: opts, progress: progress, schema: "sessionbench_" + randomHex(4), cookies: map[*server][]string{}}
+	quoted := pgx.Identifier{b.schema}.Sanitize()
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
+		return nil, fmt.Errorf("create schema %s: %w", b.schema, err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := admin.Exec(ctx, "DROP SCHEMA "+quoted+" CASCADE"); err != nil {
+			fmt.Fprintf(progress, "sessionbench: drop schema %s: %v\n", b.schema, err)
+		}
+	}()
+	stopServers, err := b.startServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopServers()
+
+	for _, wl := range opts.workloads {
+		results, err := b.runWorkload(ctx, wl)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s: %w", wl.name, err)
+		}
+		rep.Results = append(rep.Results, results...)
+	}
+	return rep, nil
+}
+
+// startServers opens one pool per server, each of -workers connections with
+// a statement counter, creates both tables, and starts the baseline server
+// and two library servers, without and with an idle timeout. The library
+// servers share one store: only one server is loaded at a time.
+func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
+	var cleanup []func()
+	stop = func() {
+		for _, f := range slices.Backward(cleanup) {
+			f()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	openPool := func() (*pgxpool.Pool, *statementCounter, error) {
+		cfg, err := pgxpool.ParseConfig(b.opts.databaseURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-database-url: %w", err)
+		}
+		counter := &statementCounter{}
+		cfg.MaxConns = int32(b.opts.workers)
+		cfg.ConnConfig.Tracer = counter
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		cleanup = append(cleanup, pool.Close)
+		return pool, counter, nil
+	}
+
+	libPool, libCounter, err := openPool()
+	if err != nil {
+		return nil, err
+	}
+	table := b.schema + ".session"
+	store, err := session.NewPostgresStore(ctx, libPool, session.PostgresOptions{Table: table})
+	if err != nil {
+		return nil, err
+	}
+	basePool, baseCounter, err := openPool()
+	if err != nil {
+		return nil, err
+	}
+	baseTable := pgx.Identifier{b.schema, "baseline"}.Sanitize()
+	if _, err := basePool.Exec(ctx, "CREATE TABLE "+baseTable+" (LIKE "+pgx.Identifier{b.schema, "session"}.Sanitize()+" INCLUDING ALL)"); err != nil {
+		return nil, fmt.Errorf("create the baseline table: %w", err)
+	}
+
+	newManager := func(idle time.Duration) (*session.Manager, error) {
+		m, err := session.New(ctx, session.Config{Secret: randomHex(32), IdleTimeout: idle}, session.WithStore(store))
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, m.Close)
+		return m, nil
+	}
+	start := func(name string, h http.Handler, counter *statementCounter) (*server, error) {
+		s, err := startServer(name, h, counter)
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.close(ctx)
+		})
+		return s, nil
+	}
+
+	plain, err := newManager(0)
+	if err != nil {
+		return nil, err
+	}
+	idle, err := newManager(b.opts.idleTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if b.baseline, err = start("baseline", newBaseline(basePool, baseTable).handler(), baseCounter); err != nil {
+		return nil, err
+	}
+	if b.library, err = start("library", plain.Handler(libraryApp()), libCounter); err != nil {
+		return nil, err
+	}
+	if b.libraryIdle, err = start("library", idle.Handler(libraryApp()), libCounter); err != nil {
+		return nil, err
+	}
+	return stop, nil
+}
+
+// sessionsOn returns -sessions cookies for srv, made on first use.
+func (b *bench) sessionsOn(ctx context.Context, srv *server) ([]string, error) {
+	if c, ok := b.cookies[srv]; ok {
+		return c, nil
+	}
+	c, err := createSessions(ctx, srv, b.opts.sessions, b.opts.workers)
+	if err != nil {
+		return nil, err
+	}
+	b.cookies[srv] = c
+	return c, nil
+}
+
+// runWorkload measures one workload on the baseline and the library, in the
+// order baseline, library, library, baseline, after an unmeasured warm-up
+// of each.
+func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) {
+	lib := b.library
+	if wl.idle {
+		lib = b.libraryIdle
+	}
+	servers := []*server{b.baseline, lib}
+	workers := map[*server][]*worker{}
+	for _, srv := range servers {
+		cookies, err := b.sessionsOn(ctx, srv)
+		if err != nil {
+			return nil, err
+		}
+		var hot []string
+		if wl.hot {
+			if hot, err = createSessions(ctx, srv, b.opts.hotSessions, b.opts.hotSessions); err != nil {
+				return nil, err
+			}
+		}
+		workers[srv] = newWorkers(b.opts.workers, cookies, hot, uint64(indexWorkload(wl.name)))
+		defer func() {
+			for _, w := range workers[srv] {
+				w.closeIdle()
+			}
+		}()
+	}
+	fmt.Fprintf(b.progress, "%-10s warming up\n", wl.name)
+	warmUp := min(b.opts.duration/5, time.Second)
+	for _, srv := range servers {
+		phase(ctx, srv, workers[srv], wl.name, warmUp, false)
+	}
+
+	half := b.opts.duration / 2
+	measured := map[*server]*measurement{b.baseline: {}, lib: {}}
+	var profile *os.File
+	for i, srv := range []*server{b.baseline, lib, lib, b.baseline} {
+		fmt.Fprintf(b.progress, "%-10s %-8s half %d of 2\n", wl.name, srv.name, i/2+1)
+		if i == 1 && b.opts.cpuProfile != "" {
+			f, err := startProfile(b.opts.cpuProfile, wl.name)
+			if err != nil {
+				return nil, err
+			}
+			profile = f
+		}
+		measured[srv].run(ctx, srv, workers[srv], wl.name, half)
+		if i == 2 && profile != nil {
+			pprof.StopCPUProfile()
+			if err := profile.Close(); err != nil {
+				return nil, err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+
+	var results []result
+	for _, srv := range servers {
+		r := measured[srv].result(wl, srv, workers[srv])
+		if wl.hot {
+			lost, err := lostWrites(ctx, srv, workers[srv])
+			if err != nil {
+				return nil, err
+			}
+			r.LostWrites = &lost
+		}
+		results = append(results, r)
+	}
+	base, library := &results[0], &results[1]
+	if base.RequestsPerSecond > 0 {
+		library.Ratio = library.RequestsPerSecond / base.RequestsPerSecond
+	}
+	library.Target = wl.target
+	return results, nil
+}
+
+func startProfile(path, workload string) (*os.File, error) {
+	ext := filepath.Ext(path)
+	path = strings.TrimSuffix(path, ext) + "." + workload + ext
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return f, nil
+}

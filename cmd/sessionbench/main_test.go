@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/smartscheduler/session/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestWorkloads runs every workload briefly and checks what must hold at any
+// speed: no errors, no lost writes, and the exact statements each kind of
+// request costs. Throughput is not checked; that is for the real run.
+func TestWorkloads(t *testing.T) {
+	opts := options{
+		databaseURL: pgtest.URL(t),
+		workers:     4,
+		duration:    300 * time.Millisecond,
+		sessions:    20,
+		hotSessions: 2,
+		workloads:   workloads,
+		idleTimeout: 30 * time.Minute,
+	}
+	rep, err := run(context.Background(), opts, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, problem := range rep.failures() {
+		t.Error(problem)
+	}
+
+	// Statements per request of every kind, where they are deterministic:
+	// each worker has sessions of its own outside the hot workload, so no
+	// save meets a conflict.
+	want := map[string]map[string]map[string]float64{
+		"library": {
+			"untouched": {},
+			"read":      {"SELECT": 1},
+			"read-idle": {"SELECT": 1},
+			"write":     {"SELECT": 1, "UPDATE": 1},
+			"new":       {"INSERT": 1},
+		},
+		"baseline": {
+			"untouched": {},
+			"read":      {"SELECT": 1},
+			"read-idle": {"SELECT": 1},
+			"write":     {"UPDATE": 1},
+			"new":       {"INSERT": 1},
+			"hot":       {"UPDATE": 1},
+		},
+	}
+	seen := 0
+	for _, res := range rep.Results {
+		if res.Requests == 0 {
+			t.Errorf("%s on the %s: no requests", res.Workload, res.Server)
+			continue
+		}
+		if res.Workload == "hot" && res.LostWrites == nil {
+			t.Errorf("hot on the %s: lost writes were not checked", res.Server)
+		}
+		kinds, ok := want[res.Server][res.Workload]
+		if !ok {
+			continue
+		}
+		seen++
+		if len(res.StatementKinds) != len(kinds) {
+			t.Errorf("%s on the %s: statements per request %v, want %v", res.Workload, res.Server, res.StatementKinds, kinds)
+			continue
+		}
+		for kind, n := range kinds {
+			if res.StatementKinds[kind] != n {
+				t.Errorf("%s on the %s: statements per request %v, want %v", res.Workload, res.Server, res.StatementKinds, kinds)
+			}
+		}
+	}
+	if seen != 11 {
+		t.Errorf("checked statements of %d results, want 11", seen)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"quick", []string{"-duration", "2s", "-workers", "4", "-workloads", "read,write"}, true},
+		{"unknown workload", []string{"-workloads", "read,delete"}, false},
+		{"fewer sessions than workers", []string{"-workers", "8", "-sessions", "4"}, false},
+		{"no workers", []string{"-workers", "0"}, false},
+		{"stray argument", []string{"read"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseFlags(tt.args)
+			if (err == nil) != tt.ok {
+				t.Errorf("parseFlags(%q) = %v, want ok %v", tt.args, err, tt.ok)
+			}
+		})
+	}
+}

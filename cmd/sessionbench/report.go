@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// report is everything one run measured, with what it ran on.
+type report struct {
+	Date        string   `json:"date"`
+	Command     string   `json:"command"`
+	Machine     machine  `json:"machine"`
+	Workers     int      `json:"workers"`
+	Duration    string   `json:"duration"`
+	Sessions    int      `json:"sessions"`
+	HotSessions int      `json:"hot_sessions"`
+	Results     []result `json:"results"`
+}
+
+type machine struct {
+	CPU        string `json:"cpu"`
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	OS         string `json:"os"`
+	Go         string `json:"go"`
+	PostgreSQL string `json:"postgresql"`
+}
+
+// result is one server's run of one workload.
+type result struct {
+	Workload          string        `json:"workload"`
+	Server            string        `json:"server"`
+	Requests          int           `json:"requests"`
+	RequestsPerSecond float64       `json:"requests_per_second"`
+	P50               time.Duration `json:"p50_ns"`
+	P99               time.Duration `json:"p99_ns"`
+	Errors            int           `json:"errors"`
+	LastError         string        `json:"last_error,omitempty"`
+	// StatementsPerRequest counts every statement sent, BEGIN and COMMIT
+	// included; StatementKinds splits it by first word.
+	StatementsPerRequest float64            `json:"statements_per_request"`
+	StatementKinds       map[string]float64 `json:"statement_kinds,omitempty"`
+	// Ratio is the library's throughput over the baseline's; Target is the
+	// least it should be. Both are zero on baseline rows.
+	Ratio      float64 `json:"ratio,omitempty"`
+	Target     float64 `json:"target,omitempty"`
+	LostWrites *int64  `json:"lost_writes,omitempty"`
+}
+
+func describeMachine(ctx context.Context, pool *pgxpool.Pool) (machine, error) {
+	m := machine{
+		CPU:        cpuModel(),
+		CPUs:       runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		OS:         runtime.GOOS + "/" + runtime.GOARCH,
+		Go:         runtime.Version(),
+	}
+	if release, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.OS += ", Linux " + strings.TrimSpace(string(release))
+	}
+	err := pool.QueryRow(ctx, "SELECT 'PostgreSQL ' || current_setting('server_version')").Scan(&m.PostgreSQL)
+	return m, err
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "unknown"
+}
+
+// writeTable prints the report as a Markdown table, ready for the README.
+func (r *report) writeTable(w io.Writer) error {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "%s; %s\n", r.Date, r.Command)
+	fmt.Fprintf(&b, "%s, %d CPUs (GOMAXPROCS %d), %s, %s, %s on the same machine\n", m.CPU, m.CPUs, m.GOMAXPROCS, m.OS, m.Go, m.PostgreSQL)
+	fmt.Fprintf(&b, "%d closed-loop workers over loopback, %s per workload per server, %d sessions (%d in the hot workload)\n\n",
+		r.Workers, r.Duration, r.Sessions, r.HotSessions)
+	b.WriteString("| workload | server | req/s | p50 | p99 | errors | SQL/req | statements per request | ratio | target |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|--:|---|\n")
+	for _, res := range r.Results {
+		ratio := ""
+		if res.Server == "library" {
+			ratio = fmt.Sprintf("%.2f", res.Ratio)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d | %.2f | %s | %s | %s |\n",
+			res.Workload, res.Server, res.RequestsPerSecond, formatLatency(res.P50), formatLatency(res.P99),
+			res.Errors, res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// check states the result's target and whether it was met.
+func (res result) check() string {
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**missed**"
+	}
+	switch {
+	case res.LostWrites != nil:
+		return fmt.Sprintf("0 lost writes: %d, %s", *res.LostWrites, verdict(*res.LostWrites == 0))
+	case res.Workload == "untouched" && res.Server == "library":
+		return "0 SQL/req: " + verdict(res.StatementsPerRequest == 0)
+	case res.Target > 0:
+		return fmt.Sprintf("≥ %.2f: %s", res.Target, verdict(res.Ratio >= res.Target))
+	}
+	return ""
+}
+
+// failures lists what makes the run wrong rather than slow: errors, lost
+// writes, statements from a request that never touched its session.
+func (r *report) failures() []string {
+	var problems []string
+	for _, res := range r.Results {
+		who := res.Workload + " on the " + res.Server
+		if res.Errors > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d errors, the last: %s", who, res.Errors, res.LastError))
+		}
+		if res.LostWrites != nil && *res.LostWrites > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d acknowledged writes lost", who, *res.LostWrites))
+		}
+		if res.Workload == "untouched" && res.StatementsPerRequest > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %.2f SQL statements per request that never touched its session", who, res.StatementsPerRequest))
+		}
+	}
+	return problems
+}
+
+func formatLatency(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func formatKinds(kinds map[string]float64) string {
+	var parts []string
+	for _, k := range statementKinds {
+		if n, ok := kinds[k]; ok {
+			parts = append(parts, fmt.Sprintf("%.2f %s", n, k))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " + ")
+}

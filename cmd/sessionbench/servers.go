@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smartscheduler/session"
+)
+
+// Both servers answer the same routes with the same responses; only how
+// they reach the session differs. The library server goes through
+// Manager.Handler; the baseline runs the one statement a hand-written
+// session lookup needs and nothing else.
+//
+//	GET  /untouched      never looks at the session
+//	GET  /read           answers the name stored under "user"
+//	POST /write?n=N      sets "n" to N
+//	POST /new            starts a session holding "user"
+//	POST /hot?key=K&n=N  sets K to N
+//	POST /counter        adds one to "counter", atomically
+//	GET  /dump           answers every value, for checking writes
+
+// user is the value every session holds.
+type user struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+var benchUser = user{ID: 42, Name: "Ada"}
+
+// libraryApp is the application behind Manager.Handler.
+func libraryApp() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /untouched", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		u, ok := session.Value[user](session.FromContext(r.Context()), "user")
+		if !ok {
+			http.Error(w, "no session", http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, u.Name)
+	})
+	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		setAndAnswer(w, r, "n", n)
+	})
+	mux.HandleFunc("POST /new", func(w http.ResponseWriter, r *http.Request) {
+		setAndAnswer(w, r, "user", benchUser)
+	})
+	mux.HandleFunc("POST /hot", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		n, err := strconv.ParseInt(q.Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		setAndAnswer(w, r, q.Get("key"), n)
+	})
+	mux.HandleFunc("POST /counter", func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		n, err := session.Update(s, "counter", func(n int64, _ bool) (int64, error) { return n + 1, nil })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		values := map[string]json.RawMessage{}
+		for _, k := range s.Keys() {
+			var v json.RawMessage
+			if err := s.Get(k, &v); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			values[k] = v
+		}
+		if len(values) == 0 {
+			http.Error(w, "no session", http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(values)
+	})
+	return mux
+}
+
+func setAndAnswer(w http.ResponseWriter, r *http.Request, key string, value any) {
+	if err := session.FromContext(r.Context()).Set(key, value); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+// baselineCookie names the baseline's cookie, which holds the row's id as
+// it is: the baseline is the floor, not a design to copy.
+const baselineCookie = "sid"
+
+// baseline is the server without a session library: one statement per
+// request that touches the session, on a table shaped like the library's.
+type baseline struct {
+	pool *pgxpool.Pool
+	sql  baselineSQL
+}
+
+type baselineSQL struct {
+	read, write, insert, hot, counter string
+}
+
+func newBaseline(pool *pgxpool.Pool, table string) *baseline {
+	const live = " AND LEAST(expires_at, idle_expires_at) > now()"
+	return &baseline{pool: pool, sql: baselineSQL{
+		read:  "SELECT data FROM " + table + " WHERE id = $1" + live,
+		write: "UPDATE " + table + " SET data = jsonb_set(data, '{n}', to_jsonb($2::bigint)), version = version + 1 WHERE id = $1" + live,
+		insert: "INSERT INTO " + table + " (id, data, persistent, created_at, expires_at, version)" +
+			" VALUES ($1, $2, true, now(), now() + interval '336 hours', 1)",
+		hot: "UPDATE " + table + " SET data = jsonb_set(data, ARRAY[$2::text], to_jsonb($3::bigint)), version = version + 1 WHERE id = $1" + live,
+		counter: "UPDATE " + table + " SET data = jsonb_set(data, '{counter}', to_jsonb(COALESCE((data->>'counter')::bigint, 0) + 1))," +
+			" version = version + 1 WHERE id = $1" + live,
+	}}
+}
+
+func (b *baseline) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /untouched", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		var data []byte
+		err := b.pool.QueryRow(r.Context(), b.sql.read, sessionID(r)).Scan(&data)
+		if answerFailure(w, err) {
+			return
+		}
+		var values struct {
+			User *user `json:"user"`
+		}
+		if err := json.Unmarshal(data, &values); err != nil || values.User == nil {
+			http.Error(w, "no user", http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, values.User.Name)
+	})
+	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		b.exec(w, r, b.sql.write, sessionID(r), n)
+	})
+	mux.HandleFunc("POST /new", func(w http.ResponseWriter, r *http.Request) {
+		data, err := json.Marshal(map[string]user{"user": benchUser})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		id := randomHex(32)
+		if _, err := b.pool.Exec(r.Context(), b.sql.insert, id, data); answerFailure(w, err) {
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: baselineCookie, Value: id, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, MaxAge: int(session.DefaultLifetime / time.Second)})
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("POST /hot", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		n, err := strconv.ParseInt(q.Get("n"), 10, 64)
+		if err != nil {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		b.exec(w, r, b.sql.hot, sessionID(r), q.Get("key"), n)
+	})
+	mux.HandleFunc("POST /counter", func(w http.ResponseWriter, r *http.Request) {
+		b.exec(w, r, b.sql.counter, sessionID(r))
+	})
+	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
+		var data []byte
+		err := b.pool.QueryRow(r.Context(), b.sql.read, sessionID(r)).Scan(&data)
+		if answerFailure(w, err) {
+			return
+		}
+		w.Write(data)
+	})
+	return mux
+}
+
+// exec runs one UPDATE on the request's session; no row is a 404.
+func (b *baseline) exec(w http.ResponseWriter, r *http.Request, sql string, args ...any) {
+	tag, err := b.pool.Exec(r.Context(), sql, args...)
+	if answerFailure(w, err) {
+		return
+	}
+	if tag.RowsAffected() == 0 {
+		http.Error(w, "no session", http.StatusNotFound)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+func sessionID(r *http.Request) string {
+	if c, err := r.Cookie(baselineCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// answerFailure answers a failed query and reports whether it did.
+func answerFailure(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, pgx.ErrNoRows):
+		http.Error(w, "no session", http.StatusNotFound)
+	default:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+	return true
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails; see crypto/rand.Read
+	return hex.EncodeToString(b)
+}
+
+// server is one HTTP server under test, on a loopback port of its own.
+type server struct {
+	name string // "baseline" or "library"
+	url  string
+	srv  *http.Server
+	// statements counts what the server's pool sends to PostgreSQL.
+	statements *statementCounter
+}
+
+func startServer(name string, h http.Handler, statements *statementCounter) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for the %s server: %w", name, err)
+	}
+	s := &server{
+		name:       name,
+		url:        "http://" + ln.Addr().String(),
+		srv:        &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		statements: statements,
+	}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *server) close(ctx context.Context) {
+	s.srv.Shutdown(ctx)
+}
+
+// statementKinds are the statements the counter tells apart, by first word.
+var statementKinds = [...]string{"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "other"}
+
+type statementCounts [len(statementKinds)]int64
+
+func (c statementCounts) total() int64 {
+	var n int64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+func (c statementCounts) minus(d statementCounts) statementCounts {
+	for i := range c {
+		c[i] -= d[i]
+	}
+	return c
+}
+
+// statementCounter is a pgx QueryTracer that counts every statement a pool
+// sends (Query, QueryRow, Exec, and the BEGIN and COMMIT of a transaction).
+type statementCounter struct {
+	counts [len(statementKinds)]atomic.Int64
+}
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	c.counts[kindOf(data.SQL)].Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) snapshot() statementCounts {
+	var s statementCounts
+	for i := range c.counts {
+		s[i] = c.counts[i].Load()
+	}
+	return s
+}
+
+func kindOf(sql string) int {
+	word, _, _ := strings.Cut(strings.TrimSpace(sql), " ")
+	for i, k := range statementKinds[:len(statementKinds)-1] {
+		if strings.EqualFold(word, k) {
+			return i
+		}
+	}
+	return len(statementKinds) - 1
+}
