@@ -234,9 +234,6 @@ func TestStoreFailureAfterHandlerWrites(t *testing.T) {
 			if strings.Contains(body, "ok") || strings.Contains(body, "body") {
 				t.Errorf("the handler's output leaked into the error response: %q", body)
 			}
-			if loc := resp.Header.Get("Location"); loc != "" {
-				t.Logf("note: the 503 carries the handler's Location %q", loc)
-			}
 			if err := <-writeErr; (err != nil) != tt.wantErr {
 				t.Errorf("handler's write error = %v, want an error: %v", err, tt.wantErr)
 			}
@@ -264,5 +261,87 @@ func TestHandlerWrappedTwice(t *testing.T) {
 	}
 	if _, body := fetchOK(t, c, srv.URL+"/visit"); body != "2" {
 		t.Errorf("second visit = %s, want 2", body)
+	}
+}
+
+// TestBug_ErrorResponseKeepsHandlerHeaders: when the save fails, the error
+// handler's 503 goes out with the headers the handler had prepared for its
+// own response, so a shared cache may keep the 503 (Cache-Control), a
+// browser may save it as a download (Content-Disposition) and a redirect's
+// Location rides along. See the report for the proposed fix in
+// middleware.go (responseWriter.commit).
+func TestBug_ErrorResponseKeepsHandlerHeaders(t *testing.T) {
+	t.Parallel()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.FromContext(r.Context()).Set("k", 1); err != nil {
+			t.Errorf("Set: %v", err)
+		}
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.Header().Set("Content-Disposition", `attachment; filename="report.csv"`)
+		http.Redirect(w, r, "/report", http.StatusFound)
+	})
+	ts := startServer(t, serverSetup{}, handler)
+	ts.store.failWith(func(string) error { return session.ErrUnavailable })
+	c := ts.client(t)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, _ := fetch(t, c, ts.URL)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	for _, name := range []string{"Cache-Control", "Content-Disposition", "Location"} {
+		if v := resp.Header.Get(name); v != "" {
+			t.Errorf("the error response carries the handler's %s: %q", name, v)
+		}
+	}
+}
+
+// TestBug_ErrDoesNotLetHandlerDegrade: Session.Err's documentation says
+// "handlers that want to degrade differently can check Err first", but a
+// handler that does so and answers 200 without the session still has its
+// response replaced by the error handler's 503. See the report for the
+// proposed fix in session.go (Err and commit).
+func TestBug_ErrDoesNotLetHandlerDegrade(t *testing.T) {
+	t.Parallel()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.FromContext(r.Context()).Err(); err != nil {
+			io.WriteString(w, "degraded")
+			return
+		}
+		io.WriteString(w, "full")
+	})
+	ts := startServer(t, serverSetup{}, appHandler())
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/visit")
+	degrading := httptest.NewServer(ts.manager.Handler(handler))
+	t.Cleanup(degrading.Close)
+	ts.store.failWith(func(string) error { return session.ErrUnavailable })
+	resp, body := fetch(t, c, degrading.URL)
+	if resp.StatusCode != http.StatusOK || body != "degraded" {
+		t.Errorf("status %d, body %q; want the handler's own 200 degraded page", resp.StatusCode, body)
+	}
+}
+
+// TestBug_SetAfterResponseIsSilentlyLost: once the response's headers have
+// left, the session can no longer be saved, yet Set (and every other
+// change) still returns nil and the change vanishes. Set's documentation
+// promises an error whenever it changes nothing. See the report for the
+// proposed ErrCommitted in session.go.
+func TestBug_SetAfterResponseIsSilentlyLost(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	setErr := make(chan error, 1)
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "sent")
+		setErr <- session.FromContext(r.Context()).Set("late", "value")
+	})
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/visit")
+	fetchOK(t, c, ts.URL+"/late")
+	err := <-setErr
+	_, stored := fetchOK(t, c, ts.URL+"/get?key=late")
+	if err == nil && stored == "" {
+		t.Error("Set after the response was sent returned nil, and the value was never stored")
 	}
 }
