@@ -1,0 +1,437 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/migrations"
+)
+
+// status is the outcome of one check.
+type status string
+
+const (
+	pass status = "pass"
+	warn status = "warn" // works, but is a risk or a cost worth knowing
+	fail status = "fail" // production would refuse it, or users would lose sessions
+	skip status = "skip" // could not be checked because an earlier check failed
+)
+
+// result is one line of the checklist, and one element of --json.
+type result struct {
+	Check  string `json:"check"`
+	Status status `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix"`
+}
+
+// Thresholds above which check warns.
+const (
+	maxClockSkew = 2 * time.Second
+	// Every request that touches its session waits for at least one round
+	// trip, so a slow database is a slow app.
+	maxLatency = 100 * time.Millisecond
+)
+
+func runCheck(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("check", "[--env-file FILE] [--json]", `
+Checks the configuration an app would start with against the production
+checklist: production mode, USE_POSTGRES, DATABASE_URL, the database (is it
+reachable, how fast, is its clock right), the session table and its
+migrations, SESSION_SECRET and SESSION_SECRET_PREVIOUS, and the cookie the
+app will send. Prints one line per check, PASS, WARN, FAIL or SKIP, and for
+each problem the fix. Exits 1 if any check fails. It changes nothing: the
+session table is inspected, never created.
+
+Run it on the app's host, with the app's environment: the clock check
+compares the database's clock with this machine's.`)
+	envFile := fs.String("env-file", "", "also read variables from `FILE` (the environment wins)")
+	asJSON := fs.Bool("json", false, "print the results as a JSON array of {check, status, detail, fix}")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up on the database after this long")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	e, err := loadEnvironment(env, *envFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessionctl check: %v\n", err)
+		return exitFailed
+	}
+	results := check(ctx, e, *envFile, *timeout)
+	if *asJSON {
+		writeJSON(stdout, results)
+	} else {
+		printResults(stdout, results)
+	}
+	for _, r := range results {
+		if r.Status == fail {
+			return exitFailed
+		}
+	}
+	return exitOK
+}
+
+func printResults(w io.Writer, results []result) {
+	width := 0
+	for _, r := range results {
+		width = max(width, len(r.Check))
+	}
+	counts := map[status]int{}
+	for _, r := range results {
+		counts[r.Status]++
+		line := r.Detail
+		if r.Fix != "" {
+			line += ": " + r.Fix
+		}
+		fmt.Fprintf(w, "%-4s  %-*s  %s\n", strings.ToUpper(string(r.Status)), width, r.Check, line)
+	}
+	fmt.Fprintf(w, "\n%d passed, %d warnings, %d failed, %d skipped\n", counts[pass], counts[warn], counts[fail], counts[skip])
+}
+
+// checker gathers the results of one run.
+type checker struct {
+	env     environment
+	envFile string
+	cfg     session.Config
+	// problems are the library's objections to the configuration judged
+	// as production, by variable; each check takes the ones it reports,
+	// and any left over get lines of their own.
+	problems map[string][]*session.ConfigError
+	order    []string // variables in the order the library reported them
+	results  []result
+}
+
+func (c *checker) add(name string, st status, detail, fix string) {
+	c.results = append(c.results, result{Check: name, Status: st, Detail: detail, Fix: fix})
+}
+
+// take removes and returns the library's problems with variable.
+func (c *checker) take(variable string) []*session.ConfigError {
+	p := c.problems[variable]
+	delete(c.problems, variable)
+	return p
+}
+
+// addProblems reports each problem as a failure of check name.
+func (c *checker) addProblems(name string, problems []*session.ConfigError) {
+	for _, p := range problems {
+		detail := p.Problem
+		if p.Variable != name {
+			detail = p.Variable + " " + detail
+		}
+		c.add(name, fail, detail, p.Fix)
+	}
+}
+
+// check runs the checklist. The configuration is judged as production
+// judges it even when NODE_ENV says otherwise: the point is to know what
+// production would make of it.
+func check(ctx context.Context, e environment, envFile string, timeout time.Duration) []result {
+	cfg, err := session.ConfigFromLookup(e.lookup)
+	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
+	note := func(p *session.ConfigError) {
+		for _, q := range c.problems[p.Variable] {
+			if q.Error() == p.Error() {
+				return
+			}
+		}
+		if _, ok := c.problems[p.Variable]; !ok {
+			c.order = append(c.order, p.Variable)
+		}
+		c.problems[p.Variable] = append(c.problems[p.Variable], p)
+	}
+	// ConfigFromLookup's error holds parse errors and Validate's verdict
+	// in the mode NODE_ENV chose; keep the parse errors, then judge as
+	// production.
+	judged := map[string]bool{}
+	for _, p := range session.ConfigErrors(cfg.Validate()) {
+		judged[p.Error()] = true
+	}
+	for _, p := range session.ConfigErrors(err) {
+		if !judged[p.Error()] {
+			note(p)
+		}
+	}
+	asProduction := cfg
+	asProduction.Production = true
+	for _, p := range session.ConfigErrors(asProduction.Validate()) {
+		note(p)
+	}
+
+	c.checkProduction()
+	c.checkUsePostgres()
+	if c.checkDatabaseURL() {
+		c.checkDatabase(ctx, timeout)
+	} else {
+		for _, name := range []string{"database reachable", "session table", "database clock"} {
+			c.add(name, skip, "needs a usable DATABASE_URL", "")
+		}
+	}
+	c.checkSecret()
+	c.checkPreviousSecrets()
+	c.checkCookie()
+	for _, variable := range c.order {
+		c.addProblems(variable, c.take(variable))
+	}
+	return c.results
+}
+
+func (c *checker) checkProduction() {
+	variable := "NODE_ENV"
+	value, ok := c.env.lookup(variable)
+	if strings.TrimSpace(value) == "" {
+		if v, ok2 := c.env.lookup("APP_ENV"); ok2 && strings.TrimSpace(v) != "" {
+			variable, value, ok = "APP_ENV", v, ok2
+		}
+	}
+	const fix = "set NODE_ENV=production: production mode makes cookies Secure and refuses weak secrets and the memory store"
+	switch {
+	case c.cfg.Production:
+		c.add("production mode", pass, variable+"=production"+c.env.origin(variable), "")
+	case !ok:
+		c.add("production mode", fail, "NODE_ENV is not set", fix)
+	default:
+		c.add("production mode", fail, fmt.Sprintf("%s is %q%s", variable, strings.TrimSpace(value), c.env.origin(variable)), fix)
+	}
+}
+
+func (c *checker) checkUsePostgres() {
+	const name = "USE_POSTGRES"
+	problems := c.take("USE_POSTGRES")
+	switch {
+	case c.cfg.UsePostgres:
+		c.add(name, pass, "true: sessions live in PostgreSQL, shared by every instance and kept across restarts"+c.env.origin(name), "")
+	case len(problems) == 0 && c.cfg.AllowMemoryStore:
+		c.add(name, warn, "is not true and SESSION_ALLOW_MEMORY_STORE=true: one process only, and every restart signs everyone out",
+			"set USE_POSTGRES=true and DATABASE_URL unless that is what you want")
+	default:
+		c.addProblems(name, problems)
+	}
+}
+
+// checkDatabaseURL reports whether DATABASE_URL is worth connecting to.
+func (c *checker) checkDatabaseURL() bool {
+	const name = "DATABASE_URL"
+	problems := c.take(name)
+	switch {
+	case len(problems) > 0:
+		c.addProblems(name, problems)
+		return false
+	case c.cfg.DatabaseURL == "" && !c.cfg.UsePostgres && c.cfg.AllowMemoryStore:
+		c.add(name, skip, "not set; not needed on the memory store", "")
+		return false
+	case c.cfg.DatabaseURL == "":
+		c.add(name, fail, "is not set", "set it to postgres://user:password@host:5432/database")
+		return false
+	}
+	pc, err := pgx.ParseConfig(c.cfg.DatabaseURL)
+	if err != nil {
+		c.add(name, fail, "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
+			"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
+		return false
+	}
+	where := session.RedactDatabaseURL(c.cfg.DatabaseURL) + c.env.origin(name)
+	// PgBouncer listens on 6432 by default; in transaction pooling mode the
+	// statements pgx prepares and caches per connection fail at random.
+	if pc.Port == 6432 && pc.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		c.add(name, warn, where+" looks like PgBouncer (port 6432)",
+			"in transaction pooling mode add default_query_exec_mode=exec to DATABASE_URL")
+		return true
+	}
+	c.add(name, pass, where, "")
+	return true
+}
+
+// checkDatabase connects, times a round trip, reads the database's clock
+// and inspects the session table, all without changing anything.
+func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	where := session.RedactDatabaseURL(c.cfg.DatabaseURL)
+	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
+	if err != nil {
+		c.add("database reachable", fail, redact(err.Error(), c.cfg.DatabaseURL), "")
+		c.add("session table", skip, "needs the database", "")
+		c.add("database clock", skip, "needs the database", "")
+		return
+	}
+	defer pool.Close()
+	// The connection is already open, so this times one round trip, which
+	// is what every session load costs.
+	start := time.Now()
+	var dbNow time.Time
+	err = pool.QueryRow(ctx, "SELECT now()").Scan(&dbNow)
+	latency := time.Since(start)
+	if err != nil {
+		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact(err.Error(), c.cfg.DatabaseURL)),
+			"check the server's health and that the DATABASE_URL role may log in")
+		c.add("session table", skip, "needs the database", "")
+		c.add("database clock", skip, "needs the database", "")
+		return
+	}
+	detail := fmt.Sprintf("%s answered in %s", where, latency.Round(100*time.Microsecond))
+	if latency > maxLatency {
+		c.add("database reachable", warn, detail, "every request that uses its session waits this long at least: put the database near the app")
+	} else {
+		c.add("database reachable", pass, detail, "")
+	}
+	c.checkTable(ctx, pool)
+	r := clockResult(dbNow, start.Add(latency/2))
+	c.add(r.Check, r.Status, r.Detail, r.Fix)
+}
+
+// clockResult compares the database's clock, read at local time local, with
+// this machine's. Sessions expire by the database's clock while the
+// cookies the app sends expire by the app's, so skew ends sessions early
+// or keeps dead cookies around.
+func clockResult(dbNow, local time.Time) result {
+	skew := dbNow.Sub(local)
+	abs := skew.Abs()
+	direction := "ahead of"
+	if skew < 0 {
+		direction = "behind"
+	}
+	r := result{Check: "database clock", Status: pass, Detail: fmt.Sprintf("within %s of this machine's (off by %s)", maxClockSkew, abs.Round(time.Millisecond))}
+	if abs > maxClockSkew {
+		r.Status = warn
+		r.Detail = fmt.Sprintf("is %s %s this machine's", abs.Round(100*time.Millisecond), direction)
+		r.Fix = "sync both clocks with NTP: sessions expire by the database's clock, cookies by the app's"
+	}
+	return r
+}
+
+func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
+	const name = "session table"
+	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
+	table, err := migrations.ParseTable(c.cfg.WithDefaults().Table)
+	if err == nil {
+		table, err = table.Resolve(ctx, pool)
+	}
+	if err != nil {
+		c.add(name, fail, redact(err.Error(), c.cfg.DatabaseURL), "fix SESSION_TABLE")
+		return
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table.String()).Scan(&exists); err != nil {
+		c.add(name, fail, "could not look for "+table.String()+": "+redact(err.Error(), c.cfg.DatabaseURL), "")
+		return
+	}
+	if !exists {
+		c.add(name, fail, table.String()+" does not exist (every request would fail)", migrate)
+		return
+	}
+	// The library's own check of columns and migrations: it fails with the
+	// fix when the table is not one it can use.
+	store, err := session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: c.cfg.WithDefaults().Table, ManualMigrations: true})
+	if err != nil {
+		c.add(name, fail, strings.TrimPrefix(redact(err.Error(), c.cfg.DatabaseURL), "session: "), "")
+		return
+	}
+	schema, err := store.CheckSchema(ctx)
+	if err != nil {
+		c.add(name, fail, strings.TrimPrefix(redact(err.Error(), c.cfg.DatabaseURL), "session: "), "")
+		return
+	}
+	if schema.Applied == 0 {
+		c.add(name, pass, fmt.Sprintf("%s has the expected columns (created without migration records)", schema.Table), "")
+		return
+	}
+	c.add(name, pass, fmt.Sprintf("%s has the expected columns, migration %03d of %03d", schema.Table, schema.Applied, schema.Latest), "")
+}
+
+// secretFix is how to get a good secret where this run reads it from.
+func (c *checker) secretFix() string {
+	if c.envFile != "" {
+		return "run \"sessionctl secret --env-file " + c.envFile + "\""
+	}
+	return "run \"sessionctl secret\" and set SESSION_SECRET to what it prints"
+}
+
+func (c *checker) envFileFlag() string {
+	if c.envFile == "" {
+		return ""
+	}
+	return " --env-file " + c.envFile
+}
+
+func (c *checker) checkSecret() {
+	const name = "SESSION_SECRET"
+	problems := c.take(name)
+	if len(problems) == 0 {
+		c.add(name, pass, fmt.Sprintf("set, %d bytes, not a known placeholder%s", len(c.cfg.Secret), c.env.origin(name)), "")
+		return
+	}
+	for _, p := range problems {
+		c.add(name, fail, p.Problem+c.env.origin(name), c.secretFix())
+	}
+}
+
+func (c *checker) checkPreviousSecrets() {
+	const name = "previous secrets"
+	problems := c.take("SESSION_SECRET_PREVIOUS")
+	c.addProblems(name, problems)
+	if len(c.cfg.PreviousSecrets) == 0 {
+		c.add(name, pass, "SESSION_SECRET_PREVIOUS not set: no retired secret is accepted", "")
+		return
+	}
+	weak := 0
+	for i, s := range c.cfg.PreviousSecrets {
+		if s == "" || s == c.cfg.Secret {
+			continue // reported above, from the library
+		}
+		if why := secretProblem(s); why != "" {
+			weak++
+			c.add(name, warn, fmt.Sprintf("SESSION_SECRET_PREVIOUS entry %d %s; cookies it signs are still accepted", i+1, why),
+				"remove it once SESSION_LIFETIME has passed since the rotation")
+		}
+	}
+	if len(problems) == 0 && weak == 0 {
+		c.add(name, pass, fmt.Sprintf("%d retired secret(s), each well-formed; cookies they signed are re-signed with SESSION_SECRET", len(c.cfg.PreviousSecrets)), "")
+	}
+}
+
+// checkCookie describes the cookie this configuration makes the app send.
+func (c *checker) checkCookie() {
+	const name = "cookie"
+	problems := append(append(c.take("SESSION_COOKIE_NAME"), c.take("SESSION_COOKIE_DOMAIN")...), c.take("SESSION_SAMESITE")...)
+	d := c.cfg.WithDefaults()
+	attrs := []string{"name=" + d.CookieName}
+	if d.Production {
+		attrs = append(attrs, "Secure")
+	}
+	attrs = append(attrs, "HttpOnly", "SameSite="+sameSiteName(d.SameSite), "Path=/")
+	if d.CookieDomain != "" {
+		attrs = append(attrs, "Domain="+d.CookieDomain)
+	}
+	detail := strings.Join(attrs, " ")
+	switch {
+	case len(problems) > 0:
+		c.addProblems(name, problems)
+	case !d.Production:
+		c.add(name, fail, detail+": not Secure, so it would travel over plain HTTP",
+			"set NODE_ENV=production, and serve the site over HTTPS: browsers send Secure cookies only there")
+	case d.SameSite == http.SameSiteNoneMode:
+		c.add(name, warn, detail+": sent on cross-site requests too",
+			"use SESSION_SAMESITE=lax unless the app is embedded cross-site, and then protect every form against CSRF")
+	default:
+		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send Secure cookies only there)", "")
+	}
+}
+
+func sameSiteName(s http.SameSite) string {
+	switch s {
+	case http.SameSiteStrictMode:
+		return "Strict"
+	case http.SameSiteNoneMode:
+		return "None"
+	default:
+		return "Lax"
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// checkJSON runs "check --json" and returns the results by check name
+// (the last one where a check reports several).
+func checkJSON(t *testing.T, env map[string]string, args ...string) (map[string]result, int) {
+	t.Helper()
+	stdout, stderr, code := sessionctl(t, env, append([]string{"check", "--json"}, args...)...)
+	assertNoSecrets(t, env, stdout, stderr)
+	var results []result
+	if err := json.Unmarshal([]byte(stdout), &results); err != nil {
+		t.Fatalf("check --json printed invalid JSON (%v):\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	byName := map[string]result{}
+	for _, r := range results {
+		byName[r.Check] = r
+	}
+	return byName, code
+}
+
+func TestCheckPassesAProductionConfiguration(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	env["SESSION_SECRET_PREVIOUS"] = newSecret()
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitOK {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	stdout, stderr, code := sessionctl(t, env, "check")
+	assertNoSecrets(t, env, stdout, stderr)
+	if code != exitOK || strings.Contains(stdout, "FAIL") || strings.Contains(stdout, "WARN") {
+		t.Fatalf("exit status %d:\n%s%s", code, stdout, stderr)
+	}
+	for _, line := range []string{
+		"PASS  production mode     NODE_ENV=production",
+		"PASS  USE_POSTGRES        true",
+		"PASS  DATABASE_URL        127.0.0.1:",
+		"PASS  database reachable  127.0.0.1:",
+		"PASS  session table       \"t_",
+		"PASS  database clock      within 2s",
+		"PASS  SESSION_SECRET      set, 43 bytes",
+		"PASS  previous secrets    1 retired secret(s)",
+		"PASS  cookie              name=__Host-session Secure HttpOnly SameSite=Lax",
+	} {
+		if !strings.Contains(stdout, "\n"+line) && !strings.HasPrefix(stdout, line) {
+			t.Errorf("output lacks the line %q:\n%s", line, stdout)
+		}
+	}
+	results, _ := checkJSON(t, env)
+	if len(results) != 9 {
+		t.Errorf("--json gave %d checks, want the 9 of the text output: %v", len(results), results)
+	}
+}
+
+func TestCheckFailures(t *testing.T) {
+	t.Parallel()
+	closedPort := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return fmt.Sprintf("postgres://app:%s@%s/app?sslmode=disable", testPassword, addr)
+	}
+	tests := []struct {
+		name string
+		edit func(t *testing.T, env map[string]string)
+		// want maps check names to the status and fragments of detail+fix
+		// expected.
+		want map[string][]string
+	}{
+		{
+			name: "development settings",
+			edit: func(t *testing.T, env map[string]string) {
+				delete(env, "NODE_ENV")
+				env["USE_POSTGRES"] = "false"
+				env["SESSION_SECRET"] = "short-but-random-ish"
+			},
+			want: map[string][]string{
+				"production mode": {"fail", "NODE_ENV is not set", "set NODE_ENV=production"},
+				"USE_POSTGRES":    {"fail", "is not true", "set USE_POSTGRES=true"},
+				"SESSION_SECRET":  {"fail", "is 20 bytes; production needs at least 32", `run "sessionctl secret"`},
+				"cookie":          {"fail", "name=session HttpOnly", "not Secure"},
+			},
+		},
+		{
+			name: "placeholder secret, weak retired secret",
+			edit: func(t *testing.T, env map[string]string) {
+				env["SESSION_SECRET"] = "<random-secure-string>"
+				env["SESSION_SECRET_PREVIOUS"] = "keyboard cat"
+			},
+			want: map[string][]string{
+				"SESSION_SECRET":   {"fail", "placeholder"},
+				"previous secrets": {"warn", "entry 1 is a placeholder", "remove it once SESSION_LIFETIME has passed"},
+			},
+		},
+		{
+			name: "missing table",
+			edit: func(t *testing.T, env map[string]string) {},
+			want: map[string][]string{
+				"session table":      {"fail", "does not exist", `run "sessionctl migrate"`},
+				"database reachable": {"pass", "answered in"},
+			},
+		},
+		{
+			name: "unreachable database",
+			edit: func(t *testing.T, env map[string]string) { env["DATABASE_URL"] = closedPort(t) },
+			want: map[string][]string{
+				"DATABASE_URL":       {"pass", "127.0.0.1:"},
+				"database reachable": {"fail", "cannot connect to PostgreSQL at 127.0.0.1:", "check DATABASE_URL"},
+				"session table":      {"skip"},
+				"database clock":     {"skip"},
+			},
+		},
+		{
+			name: "no DATABASE_URL",
+			edit: func(t *testing.T, env map[string]string) { delete(env, "DATABASE_URL") },
+			want: map[string][]string{
+				"DATABASE_URL":       {"fail", "is not set", "postgres://user:password@host:5432/database"},
+				"database reachable": {"skip"},
+			},
+		},
+		{
+			name: "PgBouncer without exec mode",
+			edit: func(t *testing.T, env map[string]string) {
+				env["DATABASE_URL"] = fmt.Sprintf("postgres://app:%s@127.0.0.1:6432/app?connect_timeout=1", testPassword)
+			},
+			want: map[string][]string{
+				"DATABASE_URL": {"warn", "PgBouncer", "default_query_exec_mode=exec"},
+			},
+		},
+		{
+			name: "memory store accepted",
+			edit: func(t *testing.T, env map[string]string) {
+				env["USE_POSTGRES"] = "false"
+				env["SESSION_ALLOW_MEMORY_STORE"] = "true"
+				delete(env, "DATABASE_URL")
+			},
+			want: map[string][]string{
+				"USE_POSTGRES":       {"warn", "every restart signs everyone out"},
+				"DATABASE_URL":       {"skip"},
+				"database reachable": {"skip"},
+			},
+		},
+		{
+			name: "unparsable settings",
+			edit: func(t *testing.T, env map[string]string) {
+				env["SESSION_LIFETIME"] = "two weeks"
+				env["SESSION_SAMESITE"] = "sometimes"
+			},
+			want: map[string][]string{
+				"SESSION_LIFETIME": {"fail", `is "two weeks", not a positive duration`},
+				"cookie":           {"fail", "SESSION_SAMESITE", "lax, strict or none"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := productionEnv(t)
+			tt.edit(t, env)
+			results, code := checkJSON(t, env, "--timeout", "3s")
+			if code != exitFailed && slicesHaveFail(tt.want) {
+				t.Errorf("exit status %d, want %d", code, exitFailed)
+			}
+			for name, want := range tt.want {
+				r, ok := results[name]
+				if !ok {
+					t.Errorf("no %q check in %v", name, results)
+					continue
+				}
+				if string(r.Status) != want[0] {
+					t.Errorf("%s: status %s, want %s (%s: %s)", name, r.Status, want[0], r.Detail, r.Fix)
+				}
+				for _, fragment := range want[1:] {
+					if !strings.Contains(r.Detail+": "+r.Fix, fragment) {
+						t.Errorf("%s: %q lacks %q", name, r.Detail+": "+r.Fix, fragment)
+					}
+				}
+			}
+		})
+	}
+}
+
+func slicesHaveFail(want map[string][]string) bool {
+	for v := range maps.Values(want) {
+		if v[0] == "fail" {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCheckReadsTheEnvFile(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitOK {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	path := filepath.Join(t.TempDir(), ".env")
+	var file strings.Builder
+	for _, k := range []string{"NODE_ENV", "USE_POSTGRES", "SESSION_SECRET"} {
+		fmt.Fprintf(&file, "%s=%s\n", k, env[k])
+		delete(env, k)
+	}
+	// The environment wins over the file, as it does for the app.
+	file.WriteString("SESSION_TABLE=nonexistent.session\n")
+	os.WriteFile(path, []byte(file.String()), 0o600)
+
+	results, code := checkJSON(t, env, "--env-file", path)
+	if code != exitOK {
+		t.Errorf("exit status %d: %v", code, results)
+	}
+	if r := results["SESSION_SECRET"]; !strings.Contains(r.Detail, "(from "+path+")") {
+		t.Errorf("SESSION_SECRET detail %q does not say it came from the file", r.Detail)
+	}
+	if r := results["DATABASE_URL"]; !strings.Contains(r.Detail, "(from the environment)") {
+		t.Errorf("DATABASE_URL detail %q does not say it came from the environment", r.Detail)
+	}
+
+	_, stderr, code := sessionctl(t, env, "check", "--env-file", filepath.Join(t.TempDir(), "missing.env"))
+	if code != exitFailed || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("a missing env file: exit %d, %q", code, stderr)
+	}
+}
+
+func TestClockResult(t *testing.T) {
+	t.Parallel()
+	local := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		skew   time.Duration
+		status status
+		detail string
+	}{
+		{0, pass, "within 2s"},
+		{1900 * time.Millisecond, pass, "within 2s"},
+		{-1900 * time.Millisecond, pass, "within 2s"},
+		{2500 * time.Millisecond, warn, "is 2.5s ahead of this machine's"},
+		{-90 * time.Second, warn, "is 1m30s behind this machine's"},
+	}
+	for _, tt := range tests {
+		r := clockResult(local.Add(tt.skew), local)
+		if r.Status != tt.status || !strings.Contains(r.Detail, tt.detail) {
+			t.Errorf("skew %v: %s %q, want %s %q", tt.skew, r.Status, r.Detail, tt.status, tt.detail)
+		}
+		if r.Status == warn && !strings.Contains(r.Fix, "NTP") {
+			t.Errorf("skew %v: fix %q does not say how", tt.skew, r.Fix)
+		}
+	}
+}

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/migrations"
+)
+
+// defaultTimeout bounds each database subcommand unless --timeout says
+// otherwise: long enough for a slow network, short enough that a firewall
+// dropping packets is reported rather than waited on.
+const defaultTimeout = 10 * time.Second
+
+// databaseFlags are the flags every database subcommand takes.
+type databaseFlags struct {
+	envFile *string
+	timeout *time.Duration
+}
+
+func addDatabaseFlags(fs *flag.FlagSet) databaseFlags {
+	return databaseFlags{
+		envFile: fs.String("env-file", "", "also read variables from `FILE` (the environment wins)"),
+		timeout: fs.Duration("timeout", defaultTimeout, "give up on the database after this long"),
+	}
+}
+
+// databaseConfig loads the configuration through the library and keeps
+// only what reaching the session table needs: a weak secret, say, must not
+// stop an operator from migrating before the first deploy.
+func databaseConfig(env func(string) (string, bool), flags databaseFlags) (session.Config, error) {
+	e, err := loadEnvironment(env, *flags.envFile)
+	if err != nil {
+		return session.Config{}, err
+	}
+	cfg, err := session.ConfigFromLookup(e.lookup)
+	for _, p := range session.ConfigErrors(err) {
+		switch p.Variable {
+		case "USE_POSTGRES", "DATABASE_URL", "SESSION_TABLE":
+			return cfg, p
+		}
+	}
+	if !cfg.UsePostgres {
+		return cfg, errors.New("USE_POSTGRES is not true, so the app keeps sessions in its own memory, which sessionctl cannot reach: set USE_POSTGRES=true and DATABASE_URL (in the environment or the --env-file)")
+	}
+	return cfg.WithDefaults(), nil
+}
+
+// openPool connects to the configured database, reporting where it tried
+// (never the password) when it cannot.
+func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL connection string: use the form postgres://user:password@host:5432/database")
+	}
+	pc.MaxConns = 2
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = timeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err == nil {
+		err = pool.Ping(ctx)
+		if err != nil {
+			pool.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
+			session.RedactDatabaseURL(databaseURL), redact(err.Error(), databaseURL))
+	}
+	return pool, nil
+}
+
+// redact removes the connection string and its password from msg. pgx
+// errors do not normally quote either, but an error message is the last
+// place a password should leak from.
+func redact(msg, databaseURL string) string {
+	secrets := []string{databaseURL}
+	if c, err := pgconn.ParseConfig(databaseURL); err == nil && c.Password != "" {
+		secrets = append(secrets, c.Password, url.QueryEscape(c.Password), url.PathEscape(c.Password))
+	}
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// openStore opens the session table for prune, stats and revoke. The
+// library checks the schema and, when it is missing or out of date, fails
+// with the fix ("run sessionctl migrate"); it never migrates here.
+func openStore(ctx context.Context, cfg session.Config, timeout time.Duration) (*session.PostgresStore, error) {
+	return session.OpenPostgresStore(ctx, cfg.DatabaseURL, session.PostgresOptions{
+		Table:            cfg.Table,
+		ManualMigrations: true,
+		ConnectTimeout:   timeout,
+	})
+}
+
+// withStore runs fn on the session table, reporting a failure as name's.
+func withStore(ctx context.Context, name string, env func(string) (string, bool), flags databaseFlags, stderr io.Writer, fn func(context.Context, *session.PostgresStore) error) int {
+	cfg, err := databaseConfig(env, flags)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+		defer cancel()
+		var store *session.PostgresStore
+		store, err = openStore(ctx, cfg, *flags.timeout)
+		if err == nil {
+			defer store.Close()
+			err = fn(ctx, store)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sessionctl %s: %v\n", name, err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func runMigrate(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("migrate", "[--status [--json]] [--env-file FILE]", `
+Creates the session table, or upgrades it, by applying the library's
+pending migrations in order. Safe to run from several deploy jobs at once:
+each migration runs once, under an advisory lock. Run it as a deploy step
+when the app runs with SESSION_AUTO_MIGRATE=false.
+
+With --status it changes nothing and lists each migration as applied or
+pending; the exit status is then 1 if any is pending, so a deploy script
+can gate on it.`)
+	status := fs.Bool("status", false, "list applied and pending migrations instead of applying them")
+	asJSON := fs.Bool("json", false, "with --status, print the list as JSON")
+	flags := addDatabaseFlags(fs)
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if *asJSON && !*status {
+		return usageError(fs, stderr, "--json goes with --status")
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "sessionctl migrate: %v\n", err)
+		return exitFailed
+	}
+	cfg, err := databaseConfig(env, flags)
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+	defer cancel()
+	pool, err := openPool(ctx, cfg.DatabaseURL, *flags.timeout)
+	if err != nil {
+		return fail(err)
+	}
+	defer pool.Close()
+	table, err := migrations.ParseTable(cfg.Table)
+	if err == nil {
+		table, err = table.Resolve(ctx, pool)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("SESSION_TABLE: %s", redact(err.Error(), cfg.DatabaseURL)))
+	}
+	if *status {
+		return migrationStatus(ctx, pool, table, *asJSON, stdout, stderr)
+	}
+	applied, err := migrations.Apply(ctx, pool, table)
+	for _, m := range applied {
+		fmt.Fprintf(stdout, "Applied %03d_%s to %s.\n", m.Version, m.Name, table)
+	}
+	if err != nil {
+		return fail(errors.New(redact(err.Error(), cfg.DatabaseURL)))
+	}
+	if len(applied) == 0 {
+		all := migrations.All()
+		fmt.Fprintf(stdout, "%s is up to date (migration %03d).\n", table, all[len(all)-1].Version)
+	}
+	return exitOK
+}
+
+// migrationState is one line of "migrate --status --json".
+type migrationState struct {
+	Version   int        `json:"version"`
+	Name      string     `json:"name"`
+	Applied   bool       `json:"applied"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
+	// Unknown marks a migration the database has and this sessionctl does
+	// not: the schema is newer than the tool.
+	Unknown bool `json:"unknown,omitempty"`
+}
+
+func migrationStatus(ctx context.Context, pool *pgxpool.Pool, table migrations.Table, asJSON bool, stdout, stderr io.Writer) int {
+	states, err := migrations.Status(ctx, pool, table)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessionctl migrate: %v\n", err)
+		return exitFailed
+	}
+	report := struct {
+		Table      string           `json:"table"`
+		Migrations []migrationState `json:"migrations"`
+		Pending    int              `json:"pending"`
+		Unknown    int              `json:"unknown"`
+	}{Table: table.String(), Migrations: []migrationState{}}
+	for _, s := range states {
+		m := migrationState{Version: s.Version, Name: s.Name, Applied: s.Applied, Unknown: s.Unknown}
+		if s.Applied {
+			m.AppliedAt = &s.AppliedAt
+		}
+		switch {
+		case s.Unknown:
+			report.Unknown++
+		case !s.Applied:
+			report.Pending++
+		}
+		report.Migrations = append(report.Migrations, m)
+	}
+	if asJSON {
+		writeJSON(stdout, report)
+	} else {
+		fmt.Fprintf(stdout, "Migrations of %s:\n", table)
+		for _, m := range report.Migrations {
+			state := "pending"
+			switch {
+			case m.Unknown:
+				state = fmt.Sprintf("applied %s, unknown to this sessionctl", m.AppliedAt.UTC().Format(time.RFC3339))
+			case m.Applied:
+				state = "applied " + m.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "  %03d_%-20s %s\n", m.Version, m.Name, state)
+		}
+		switch {
+		case report.Unknown > 0:
+			fmt.Fprintln(stdout, "The table is newer than this sessionctl: upgrade sessionctl and the app.")
+		case report.Pending > 0:
+			fmt.Fprintf(stdout, "%d pending: run \"sessionctl migrate\".\n", report.Pending)
+		}
+	}
+	if report.Pending > 0 || report.Unknown > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func runPrune(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("prune", "[--env-file FILE]", `
+Deletes expired sessions now, in small batches, and prints how many. The
+app already does this every SESSION_PRUNE_INTERVAL; run it when "sessionctl
+stats" shows expired rows piling up. Only one process prunes a table at a
+time: if an app instance is pruning right now, this deletes nothing.`)
+	flags := addDatabaseFlags(fs)
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	return withStore(ctx, "prune", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
+		n, err := store.Prune(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s.\n", n, store.Table())
+		return nil
+	})
+}
+
+func runStats(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("stats", "[--json] [--env-file FILE]", `
+Counts the session table's rows: live sessions, those signed in to a user,
+expired rows waiting to be pruned (a number that only grows means no app
+instance is pruning), and the table's size on disk. It reads the whole
+table, so it is for operators and dashboards, not health checks.`)
+	asJSON := fs.Bool("json", false, "print the numbers as JSON")
+	flags := addDatabaseFlags(fs)
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	return withStore(ctx, "stats", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
+		st, err := store.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			writeJSON(stdout, struct {
+				Table        string    `json:"table"`
+				Live         int64     `json:"live"`
+				WithUser     int64     `json:"with_user"`
+				Expired      int64     `json:"expired"`
+				TableBytes   int64     `json:"table_bytes"`
+				DatabaseTime time.Time `json:"database_time"`
+			}{store.Table().String(), st.Live, st.WithUser, st.Expired, st.TableBytes, st.Now})
+			return nil
+		}
+		fmt.Fprintf(stdout, "table          %s\n", store.Table())
+		fmt.Fprintf(stdout, "live sessions  %d\n", st.Live)
+		fmt.Fprintf(stdout, "with a user    %d\n", st.WithUser)
+		fmt.Fprintf(stdout, "expired rows   %d (deleted by the next prune)\n", st.Expired)
+		fmt.Fprintf(stdout, "table size     %s\n", formatBytes(st.TableBytes))
+		return nil
+	})
+}
+
+func runRevoke(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("revoke", "--user ID [--env-file FILE]", `
+Ends every session of one user at once, on every app instance: the user's
+next request, from any device, is signed out. ID is what the app passed to
+Session.SetUser.`)
+	user := fs.String("user", "", "the user `ID` whose sessions end")
+	flags := addDatabaseFlags(fs)
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if *user == "" {
+		return usageError(fs, stderr, "--user is required")
+	}
+	return withStore(ctx, "revoke", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
+		n, err := store.DeleteUser(ctx, *user)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked %d session(s) of user %q.\n", n, *user)
+		return nil
+	})
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	// Encoding plain structs and slices cannot fail; a write error on
+	// stdout has nowhere better to go.
+	_ = enc.Encode(v)
+}
+
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	value, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if value < unit {
+			break
+		}
+		value, suffix = value/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", value, suffix)
+}

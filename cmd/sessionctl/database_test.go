@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartscheduler/session"
+)
+
+func TestDatabaseCommands(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	// A weak secret must not stop an operator from preparing the database.
+	env["SESSION_SECRET"] = "changeme"
+
+	stdout, _, code := sessionctl(t, env, "migrate", "--status")
+	if code != exitFailed || !strings.Contains(stdout, "001_create_session") || !strings.Contains(stdout, "pending") {
+		t.Errorf("status before migrating: exit %d\n%s", code, stdout)
+	}
+	stdout, stderr, code := sessionctl(t, env, "migrate")
+	if code != exitOK || !strings.Contains(stdout, "Applied 001_create_session") {
+		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, _, code = sessionctl(t, env, "migrate")
+	if code != exitOK || !strings.Contains(stdout, "is up to date") {
+		t.Errorf("second migrate: exit %d\n%s", code, stdout)
+	}
+	stdout, _, code = sessionctl(t, env, "migrate", "--status", "--json")
+	var status struct {
+		Migrations []migrationState `json:"migrations"`
+		Pending    int              `json:"pending"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &status); err != nil || code != exitOK || status.Pending != 0 || !status.Migrations[0].Applied {
+		t.Errorf("status after migrating: exit %d, %v\n%s", code, err, stdout)
+	}
+
+	// Two sessions of ada, one anonymous, one expired.
+	ctx := context.Background()
+	store, err := session.OpenPostgresStore(ctx, env["DATABASE_URL"], session.PostgresOptions{Table: env["SESSION_TABLE"], ManualMigrations: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	for i, rec := range []session.Record{
+		{UserID: "ada", Created: now, Expiry: now.Add(time.Hour)},
+		{UserID: "ada", Created: now, Expiry: now.Add(time.Hour)},
+		{Created: now, Expiry: now.Add(time.Hour)},
+		{UserID: "grace", Created: now.Add(-2 * time.Hour), Expiry: now.Add(-time.Hour)},
+	} {
+		if err := store.Insert(ctx, strings.Repeat(string(rune('a'+i)), 64), &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stdout, stderr, code = sessionctl(t, env, "stats", "--json")
+	var stats struct {
+		Live, WithUser, Expired, TableBytes int64
+	}
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(stdout, "_", "")), &stats); err != nil || code != exitOK {
+		t.Fatalf("stats --json: exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if stats.Live != 3 || stats.WithUser != 2 || stats.Expired != 1 || stats.TableBytes <= 0 {
+		t.Errorf("stats = %+v, want 3 live, 2 with a user, 1 expired, a size", stats)
+	}
+	stdout, _, _ = sessionctl(t, env, "stats")
+	for _, want := range []string{"live sessions  3", "with a user    2", "expired rows   1", "table size     "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stats lacks %q:\n%s", want, stdout)
+		}
+	}
+
+	if stdout, _, code = sessionctl(t, env, "prune"); code != exitOK || !strings.Contains(stdout, "Pruned 1 expired session(s)") {
+		t.Errorf("prune: exit %d: %s", code, stdout)
+	}
+	if stdout, _, code = sessionctl(t, env, "revoke", "--user", "ada"); code != exitOK || stdout != "Revoked 2 session(s) of user \"ada\".\n" {
+		t.Errorf("revoke: exit %d: %q", code, stdout)
+	}
+	if stdout, _, code = sessionctl(t, env, "revoke", "--user", "ada"); code != exitOK || !strings.Contains(stdout, "Revoked 0") {
+		t.Errorf("second revoke: exit %d: %q", code, stdout)
+	}
+}
+
+func TestDatabaseCommandsNeedPostgres(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	missingTable := map[string]string{}
+	for k, v := range env {
+		missingTable[k] = v
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"memory store", map[string]string{"USE_POSTGRES": "false"}, "USE_POSTGRES is not true"},
+		{"no DATABASE_URL", map[string]string{"USE_POSTGRES": "true"}, "DATABASE_URL is not set"},
+		{"bad DATABASE_URL", map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "postgres://app:" + testPassword + "@db:notaport/app"}, "DATABASE_URL is not a valid"},
+		{"table missing", missingTable, "sessionctl migrate"},
+	}
+	for _, tt := range tests {
+		for _, args := range [][]string{{"prune"}, {"stats"}, {"revoke", "--user", "ada"}, {"migrate", "--status"}} {
+			if tt.name == "table missing" && args[0] == "migrate" {
+				continue
+			}
+			stdout, stderr, code := sessionctl(t, tt.env, args...)
+			assertNoSecrets(t, tt.env, stdout, stderr)
+			if code != exitFailed || !strings.Contains(stderr, tt.want) {
+				t.Errorf("%s: %v: exit %d, stderr %q; want 1 and %q", tt.name, args, code, stderr, tt.want)
+			}
+		}
+	}
+}

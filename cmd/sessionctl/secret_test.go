@@ -1,0 +1,200 @@
+package main
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseEnvLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line, key, value string
+		assignment       bool
+		err              string
+	}{
+		{line: "", assignment: false},
+		{line: "   # a comment", assignment: false},
+		{line: "A=b", key: "A", value: "b", assignment: true},
+		{line: "  export  SESSION_SECRET = abc  ", key: "SESSION_SECRET", value: "abc", assignment: true},
+		{line: "exported=1", key: "exported", value: "1", assignment: true},
+		{line: "A=", key: "A", value: "", assignment: true},
+		{line: "A=b # note", key: "A", value: "b", assignment: true},
+		{line: "A=b#c", key: "A", value: "b#c", assignment: true},
+		{line: "A='x # y $HOME'", key: "A", value: "x # y $HOME", assignment: true},
+		{line: `A="a \"b\" \\ \$c\nd" # note`, key: "A", value: "a \"b\" \\ $c\nd", assignment: true},
+		{line: "A=b\r", key: "A", value: "b", assignment: true},
+		{line: "URL=postgres://u:p@h:5432/d?sslmode=require", key: "URL", value: "postgres://u:p@h:5432/d?sslmode=require", assignment: true},
+		{line: "just words", err: "not a KEY=VALUE line"},
+		{line: "1A=b", err: "not a KEY=VALUE line"},
+		{line: "A='open", err: "single quote is not closed"},
+		{line: `A="open`, err: "double quote is not closed"},
+		{line: `A="x" y`, err: "after the closing quote"},
+	}
+	for _, tt := range tests {
+		key, value, ok, err := parseEnvLine(tt.line)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("parseEnvLine(%q) error = %v, want one containing %q", tt.line, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || ok != tt.assignment || key != tt.key || value != tt.value {
+			t.Errorf("parseEnvLine(%q) = %q, %q, %v, %v; want %q, %q, %v", tt.line, key, value, ok, err, tt.key, tt.value, tt.assignment)
+		}
+	}
+}
+
+func TestQuoteEnvValueRoundTrips(t *testing.T) {
+	t.Parallel()
+	for _, value := range []string{
+		"", "plain", newSecret(), "a,b,c", "with space", "it's", `"quoted"`, "$HOME", "back\\slash", "line\nbreak", "tab\there", "a # b", "`cmd`",
+	} {
+		_, got, _, err := parseEnvLine("K=" + quoteEnvValue(value))
+		if err != nil || got != value {
+			t.Errorf("value %q written as %s reads back as %q, %v", value, quoteEnvValue(value), got, err)
+		}
+	}
+}
+
+func TestSecretPrintsA256BitSecret(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 3 {
+		stdout, stderr, code := sessionctl(t, nil, "secret")
+		secret := strings.TrimSuffix(stdout, "\n")
+		if code != exitOK || stderr != "" {
+			t.Fatalf("exit status %d, stderr %q", code, stderr)
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(secret)
+		if err != nil || len(secret) != 43 || len(raw) != 32 {
+			t.Fatalf("secret %q: %d characters, %d bytes, %v; want 43 base64url characters of 32 bytes", secret, len(secret), len(raw), err)
+		}
+		if secretProblem(secret) != "" {
+			t.Errorf("the library rejects the secret: %s", secretProblem(secret))
+		}
+		if seen[secret] {
+			t.Fatalf("secret %q printed twice", secret)
+		}
+		seen[secret] = true
+	}
+}
+
+// envFileValue reads key from the file at path, as the app's loaders would.
+func envFileValue(t *testing.T, path, key string) string {
+	t.Helper()
+	f, err := readEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := f.lookup(key)
+	return v
+}
+
+func TestSecretEnvFile(t *testing.T) {
+	t.Parallel()
+	t.Run("creates the file, private, without printing the secret", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path)
+		if code != exitOK {
+			t.Fatalf("exit status %d: %s", code, stderr)
+		}
+		secret := envFileValue(t, path, "SESSION_SECRET")
+		if len(secret) != 43 {
+			t.Fatalf("SESSION_SECRET = %q", secret)
+		}
+		assertNoSecrets(t, map[string]string{"SESSION_SECRET": secret}, stdout, stderr)
+		info, err := os.Stat(path)
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("mode %v, %v; want 0600", info.Mode().Perm(), err)
+		}
+	})
+
+	t.Run("keeps other lines byte for byte, and the mode", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		before := "# production settings\n\nexport NODE_ENV=production\nDATABASE_URL='postgres://app:p#w@db:5432/app'  # primary\n"
+		if err := os.WriteFile(path, []byte(before), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path); code != exitOK {
+			t.Fatalf("exit status %d: %s", code, stderr)
+		}
+		after, _ := os.ReadFile(path)
+		secret := envFileValue(t, path, "SESSION_SECRET")
+		if want := before + "SESSION_SECRET=" + secret + "\n"; string(after) != want {
+			t.Errorf("file is\n%s\nwant\n%s", after, want)
+		}
+		if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {
+			t.Errorf("mode %v, want 0640 kept", info.Mode().Perm())
+		}
+	})
+
+	t.Run("keeps a good secret", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		before := "SESSION_SECRET=" + newSecret() + "\n"
+		os.WriteFile(path, []byte(before), 0o600)
+		stdout, _, code := sessionctl(t, nil, "secret", "--env-file", path)
+		after, _ := os.ReadFile(path)
+		if code != exitOK || string(after) != before || !strings.Contains(stdout, "left it unchanged") {
+			t.Errorf("exit status %d, output %q, file changed from %q to %q", code, stdout, before, after)
+		}
+	})
+
+	t.Run("replaces a placeholder", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		os.WriteFile(path, []byte("export SESSION_SECRET=<random-secure-string>\n"), 0o600)
+		stdout, _, code := sessionctl(t, nil, "secret", "--env-file", path)
+		after, _ := os.ReadFile(path)
+		secret := envFileValue(t, path, "SESSION_SECRET")
+		if code != exitOK || len(secret) != 43 || !strings.HasPrefix(string(after), "export SESSION_SECRET=") || !strings.Contains(stdout, "placeholder") {
+			t.Errorf("exit status %d, output %q, file %q", code, stdout, after)
+		}
+	})
+
+	t.Run("rotation keeps every old secret accepted", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		path := filepath.Join(dir, ".env")
+		// Through a symbolic link, as with a deploy tool's shared file.
+		real := filepath.Join(dir, "shared.env")
+		first := newSecret()
+		os.WriteFile(real, []byte("SESSION_SECRET="+first+"\nOTHER=1\n"), 0o600)
+		if err := os.Symlink(real, path); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
+		second := envFileValue(t, path, "SESSION_SECRET")
+		if code != exitOK || second == first || envFileValue(t, path, "SESSION_SECRET_PREVIOUS") != first {
+			t.Fatalf("after one rotation: exit %d, secret changed %v, previous %q", code, second != first, envFileValue(t, path, "SESSION_SECRET_PREVIOUS"))
+		}
+		assertNoSecrets(t, map[string]string{"SESSION_SECRET": second, "SESSION_SECRET_PREVIOUS": first}, stdout, stderr)
+		sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
+		if got, want := envFileValue(t, path, "SESSION_SECRET_PREVIOUS"), second+","+first; got != want {
+			t.Errorf("after two rotations SESSION_SECRET_PREVIOUS = %q, want %q", got, want)
+		}
+		if info, err := os.Lstat(path); err != nil || info.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the symbolic link was replaced by a file")
+		}
+		if envFileValue(t, real, "OTHER") != "1" {
+			t.Errorf("OTHER was lost")
+		}
+	})
+
+	t.Run("refuses a file it cannot read faithfully", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		before := "A=1\nthis is not an assignment\n"
+		os.WriteFile(path, []byte(before), 0o600)
+		_, stderr, code := sessionctl(t, nil, "secret", "--env-file", path)
+		after, _ := os.ReadFile(path)
+		if code != exitFailed || !strings.Contains(stderr, ".env:2:") || string(after) != before {
+			t.Errorf("exit %d, stderr %q, file %q", code, stderr, after)
+		}
+	})
+}
