@@ -401,6 +401,17 @@ func RedactDatabaseURL(databaseURL string) string {
 	return fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
 }
 
+// String describes c for humans with secrets and the database password
+// redacted, so that fmt's %v and %+v cannot leak them.
+func (c Config) String() string {
+	return c.LogValue().String()
+}
+
+// GoString is String for fmt's %#v.
+func (c Config) GoString() string {
+	return c.String()
+}
+
 // LogValue keeps secrets and the database password out of logs when a
 // Config is logged with slog.
 func (c Config) LogValue() slog.Value {

@@ -51,6 +51,10 @@ func (w *responseWriter) commit() {
 	w.committed = true
 	if err := w.session.commit(w.ResponseWriter); err != nil {
 		w.failed = true
+		// The handler's headers describe the response it meant to send (a
+		// Location, a Content-Disposition, a Cache-Control that lets a
+		// shared cache keep the page); none of them fits the error.
+		clear(w.ResponseWriter.Header())
 		w.session.m.errorHandler(w.ResponseWriter, w.req, err)
 	}
 }

@@ -264,13 +264,12 @@ func TestHandlerWrappedTwice(t *testing.T) {
 	}
 }
 
-// TestBug_ErrorResponseKeepsHandlerHeaders: when the save fails, the error
-// handler's 503 goes out with the headers the handler had prepared for its
-// own response, so a shared cache may keep the 503 (Cache-Control), a
-// browser may save it as a download (Content-Disposition) and a redirect's
-// Location rides along. See the report for the proposed fix in
-// middleware.go (responseWriter.commit).
-func TestBug_ErrorResponseKeepsHandlerHeaders(t *testing.T) {
+// TestErrorResponseDropsHandlerHeaders: when the save fails, the error
+// handler's 503 must not go out with the headers the handler prepared for
+// its own response, or a shared cache could keep the 503 (Cache-Control), a
+// browser could save it as a download (Content-Disposition) and a
+// redirect's Location would ride along.
+func TestErrorResponseDropsHandlerHeaders(t *testing.T) {
 	t.Parallel()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := session.FromContext(r.Context()).Set("k", 1); err != nil {
@@ -295,12 +294,10 @@ func TestBug_ErrorResponseKeepsHandlerHeaders(t *testing.T) {
 	}
 }
 
-// TestBug_ErrDoesNotLetHandlerDegrade: Session.Err's documentation says
-// "handlers that want to degrade differently can check Err first", but a
-// handler that does so and answers 200 without the session still has its
-// response replaced by the error handler's 503. See the report for the
-// proposed fix in session.go (Err and commit).
-func TestBug_ErrDoesNotLetHandlerDegrade(t *testing.T) {
+// TestErrLetsHandlerDegrade: a handler that checks Session.Err and answers
+// without its session keeps its own response instead of the error
+// handler's 503.
+func TestErrLetsHandlerDegrade(t *testing.T) {
 	t.Parallel()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := session.FromContext(r.Context()).Err(); err != nil {
@@ -321,12 +318,10 @@ func TestBug_ErrDoesNotLetHandlerDegrade(t *testing.T) {
 	}
 }
 
-// TestBug_SetAfterResponseIsSilentlyLost: once the response's headers have
-// left, the session can no longer be saved, yet Set (and every other
-// change) still returns nil and the change vanishes. Set's documentation
-// promises an error whenever it changes nothing. See the report for the
-// proposed ErrCommitted in session.go.
-func TestBug_SetAfterResponseIsSilentlyLost(t *testing.T) {
+// TestChangeAfterResponseFails: once the response's headers have left, the
+// session can no longer be saved, so a change must fail (ErrCommitted)
+// rather than vanish.
+func TestChangeAfterResponseFails(t *testing.T) {
 	t.Parallel()
 	mux := http.NewServeMux()
 	mux.Handle("/", appHandler())
@@ -341,7 +336,10 @@ func TestBug_SetAfterResponseIsSilentlyLost(t *testing.T) {
 	fetchOK(t, c, ts.URL+"/late")
 	err := <-setErr
 	_, stored := fetchOK(t, c, ts.URL+"/get?key=late")
-	if err == nil && stored == "" {
-		t.Error("Set after the response was sent returned nil, and the value was never stored")
+	if !errors.Is(err, session.ErrCommitted) {
+		t.Errorf("Set after the response was sent = %v; want ErrCommitted", err)
+	}
+	if stored != "" {
+		t.Errorf("a value set after the response was sent was stored: %q", stored)
 	}
 }

@@ -22,6 +22,10 @@ var (
 	// ErrNoMiddleware is returned by every Session method when the request
 	// did not pass through Manager.Handler.
 	ErrNoMiddleware = errors.New("session: no session in context: wrap the handler with Manager.Handler")
+	// ErrCommitted is returned by methods that change the session after
+	// the response's headers have left, when the change can no longer be
+	// saved.
+	ErrCommitted = errors.New("session: response already sent, change not saved: change the session before writing the response")
 )
 
 // flashKey holds flash messages; Keys does not list it.
@@ -46,12 +50,14 @@ type Session struct {
 	m   *Manager
 	req *http.Request
 
-	mu      sync.Mutex
-	loaded  bool
-	err     error   // load failure, reported by every method and at commit
-	token   string  // "" until the session has one
-	rotated bool    // the cookie was signed by a previous secret
-	rec     *Record // what the store holds; nil for a session not yet stored
+	mu        sync.Mutex
+	loaded    bool
+	err       error   // load failure, reported by every method and at commit
+	errSeen   bool    // the handler checked Err, so it answers the failure itself
+	committed bool    // commit ran: later changes cannot be saved
+	token     string  // "" until the session has one
+	rotated   bool    // the cookie was signed by a previous secret
+	rec       *Record // what the store holds; nil for a session not yet stored
 	// storeOffset converts the Manager's clock to the store's (see now).
 	storeOffset time.Duration
 	values      map[string]json.RawMessage
@@ -105,6 +111,9 @@ func (s *Session) load() error {
 	rec, err := s.m.store.Load(ctx, storeKey(token))
 	switch {
 	case errors.Is(err, ErrNotFound):
+		// Revoked, expired or pruned: clear the cookie so the browser stops
+		// sending it, unless the response stores a new session.
+		s.clearCookie = true
 		return nil
 	case err != nil:
 		s.err = fmt.Errorf("session: loading: %w", err)
@@ -159,7 +168,19 @@ func (s *Session) begin() error {
 // leave; handlers that want to degrade differently can check Err first.
 func (s *Session) Err() error {
 	defer s.mu.Unlock()
-	return s.begin()
+	err := s.begin()
+	s.errSeen = err != nil
+	return err
+}
+
+// beginChange is begin for methods that change the session: after commit
+// they fail with ErrCommitted. The caller must call s.mu.Unlock.
+func (s *Session) beginChange() error {
+	s.mu.Lock()
+	if s.committed {
+		return ErrCommitted
+	}
+	return s.load()
 }
 
 // Get decodes the value stored under key into dst, which must be a pointer.
@@ -197,7 +218,7 @@ func (s *Session) Set(key string, value any) error {
 		return fmt.Errorf("session: value %q does not marshal to JSON: %w", key, err)
 	}
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
+	if err := s.beginChange(); err != nil {
 		return err
 	}
 	return s.setRaw(key, raw)
@@ -228,7 +249,7 @@ func (s *Session) record(c change) {
 // Delete removes key from the session.
 func (s *Session) Delete(key string) {
 	defer s.mu.Unlock()
-	if s.begin() != nil {
+	if s.beginChange() != nil {
 		return
 	}
 	if old, ok := s.values[key]; ok {
@@ -249,7 +270,7 @@ func Pop[T any](s *Session, key string) (T, bool) {
 // Clear removes every value, keeping the session itself and its user.
 func (s *Session) Clear() {
 	defer s.mu.Unlock()
-	if s.begin() != nil || len(s.values) == 0 {
+	if s.beginChange() != nil || len(s.values) == 0 {
 		return
 	}
 	s.size = 0
@@ -270,7 +291,7 @@ func (s *Session) Keys() []string {
 // after a redirect.
 func (s *Session) AddFlash(message string) error {
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
+	if err := s.beginChange(); err != nil {
 		return err
 	}
 	var flashes []string
@@ -295,7 +316,7 @@ func (s *Session) Flashes() []string {
 // together with Renew.
 func (s *Session) SetUser(userID string) error {
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
+	if err := s.beginChange(); err != nil {
 		return err
 	}
 	if s.userID != userID {
@@ -319,7 +340,7 @@ func (s *Session) UserID() string {
 // cookie, dropped when the browser closes.
 func (s *Session) SetRememberMe(remember bool) error {
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
+	if err := s.beginChange(); err != nil {
 		return err
 	}
 	if s.persistent != remember {
@@ -359,7 +380,7 @@ func (s *Session) Deadline() time.Time {
 // sign-in, against session fixation.
 func (s *Session) Renew() error {
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
+	if err := s.beginChange(); err != nil {
 		return err
 	}
 	s.renew = true
@@ -418,6 +439,9 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 		return result, err
 	}
 	if s.rec == nil || s.renew {
+		if s.committed {
+			return result, ErrCommitted // its new cookie could not be sent
+		}
 		// Update works on a stored row: store the session first.
 		if err := s.insert(); err != nil {
 			return result, err
@@ -593,8 +617,12 @@ func (s *Session) insert() error {
 func (s *Session) commit(w http.ResponseWriter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.committed = true
 	if !s.loaded {
 		return nil // never touched: no store call, no cookie
+	}
+	if s.err != nil && s.errSeen {
+		return nil // the handler saw the failure and answered it
 	}
 	if s.err != nil {
 		return s.err
