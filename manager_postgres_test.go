@@ -60,6 +60,35 @@ func withCookieOf(t *testing.T, a *pgInstance, c *http.Client, b *pgInstance) *h
 	return other
 }
 
+// startFunc starts a server running handler on one kind of store and
+// returns it with a function counting the records its store holds.
+type startFunc func(handler http.Handler) (ts *testServer, records func() int)
+
+// onEachStore runs test once on the memory store and once on PostgreSQL,
+// for behaviour that must not depend on the store.
+func onEachStore(t *testing.T, test func(t *testing.T, start startFunc)) {
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		test(t, func(handler http.Handler) (*testServer, func() int) {
+			ts := startServer(t, serverSetup{}, handler)
+			return ts, ts.store.Store.(*session.MemoryStore).Len
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		test(t, func(handler http.Handler) (*testServer, func() int) {
+			inst := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, handler)
+			return inst.testServer, func() int {
+				var n int
+				if err := pgxQueryRow(t, "SELECT count(*) FROM "+inst.table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		})
+	})
+}
+
 func TestPostgresTwoInstancesShareSessions(t *testing.T) {
 	t.Parallel()
 	table := pgtest.Schema(t)
@@ -207,54 +236,6 @@ func TestPostgresAtomicIncrementsAreExact(t *testing.T) {
 	wg.Wait()
 	if _, body := fetchOK(t, c, a.URL+"/count"); body != strconv.Itoa(n) {
 		t.Fatalf("counter = %s after %d concurrent increments", body, n)
-	}
-}
-
-// TestPostgresLogoutIsNotUndone holds a request that loaded the session
-// while another request signs out: the held request's save must not bring
-// the session back, and its response clears the cookie.
-func TestPostgresLogoutIsNotUndone(t *testing.T) {
-	t.Parallel()
-	g := newGate("late")
-	mux := http.NewServeMux()
-	mux.Handle("/", appHandler())
-	mux.Handle("/slow", g.handler())
-	a := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, mux)
-	c := a.client(t)
-	fetchOK(t, c, a.URL+"/login?user=ada")
-	cookie := jarCookie(t, c, a.URL, "session")
-
-	type result struct {
-		resp *http.Response
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := c.Get(a.URL + "/slow?name=late")
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- result{resp, err}
-	}()
-	<-g.loaded
-	fetchOK(t, c, a.URL+"/destroy")
-	close(g.release["late"])
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if ck := setCookie(r.resp, "session"); ck == nil || ck.MaxAge >= 0 {
-		t.Errorf("the in-flight request's response sets cookie %v; want it cleared", ck)
-	}
-	var rows int
-	if err := pgxQueryRow(t, "SELECT count(*) FROM "+a.table).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 0 {
-		t.Errorf("%d session rows after logout; the in-flight save re-created the session", rows)
-	}
-	if _, body := sessionOnlyCookie(t, a.testServer, "/whoami", cookie); body != "" {
-		t.Errorf("the old cookie still signs in as %q", body)
 	}
 }
 

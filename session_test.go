@@ -204,50 +204,55 @@ func TestNoLostUpdates(t *testing.T) {
 	}
 }
 
+// TestNoResurrectionAfterDestroy holds a request that loaded the session
+// while another request signs out: the held request's save must not bring
+// the session back, and its response clears the cookie.
 func TestNoResurrectionAfterDestroy(t *testing.T) {
 	t.Parallel()
-	g := newGate("late")
-	mux := http.NewServeMux()
-	mux.Handle("/", appHandler())
-	mux.Handle("/slow", g.handler())
-	ts := startServer(t, serverSetup{}, mux)
-	c := ts.client(t)
-	fetchOK(t, c, ts.URL+"/login?user=ada")
-	old := jarCookie(t, c, ts.URL, "session")
+	onEachStore(t, func(t *testing.T, start startFunc) {
+		g := newGate("late")
+		mux := http.NewServeMux()
+		mux.Handle("/", appHandler())
+		mux.Handle("/slow", g.handler())
+		ts, records := start(mux)
+		c := ts.client(t)
+		fetchOK(t, c, ts.URL+"/login?user=ada")
+		old := jarCookie(t, c, ts.URL, "session")
 
-	type result struct {
-		resp *http.Response
-		err  error
-	}
-	late := make(chan result, 1)
-	go func() {
-		resp, err := c.Get(ts.URL + "/slow?name=late")
-		if err == nil {
-			resp.Body.Close()
+		type result struct {
+			resp *http.Response
+			err  error
 		}
-		late <- result{resp, err}
-	}()
-	<-g.loaded
-	fetchOK(t, c, ts.URL+"/destroy")
-	close(g.release["late"])
-	res := <-late
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if res.resp.StatusCode != http.StatusOK {
-		t.Errorf("in-flight request: status %d, want 200", res.resp.StatusCode)
-	}
-	if ck := setCookie(res.resp, "session"); ck == nil || ck.MaxAge >= 0 {
-		t.Errorf("in-flight request's response set %q; want the cookie cleared", res.resp.Header.Values("Set-Cookie"))
-	}
-	if got := ts.store.Store.(*session.MemoryStore).Len(); got != 0 {
-		t.Errorf("store holds %d records; the destroyed session came back", got)
-	}
-	for _, path := range []string{"/whoami", "/get?key=late"} {
-		if _, body := sessionOnlyCookie(t, ts, path, old); body != "" {
-			t.Errorf("old cookie %s = %q; the destroyed session came back", path, body)
+		late := make(chan result, 1)
+		go func() {
+			resp, err := c.Get(ts.URL + "/slow?name=late")
+			if err == nil {
+				resp.Body.Close()
+			}
+			late <- result{resp, err}
+		}()
+		<-g.loaded
+		fetchOK(t, c, ts.URL+"/destroy")
+		close(g.release["late"])
+		res := <-late
+		if res.err != nil {
+			t.Fatal(res.err)
 		}
-	}
+		if res.resp.StatusCode != http.StatusOK {
+			t.Errorf("in-flight request: status %d, want 200", res.resp.StatusCode)
+		}
+		if ck := setCookie(res.resp, "session"); ck == nil || ck.MaxAge >= 0 {
+			t.Errorf("in-flight request's response set %q; want the cookie cleared", res.resp.Header.Values("Set-Cookie"))
+		}
+		if got := records(); got != 0 {
+			t.Errorf("store holds %d records; the destroyed session came back", got)
+		}
+		for _, path := range []string{"/whoami", "/get?key=late"} {
+			if _, body := sessionOnlyCookie(t, ts, path, old); body != "" {
+				t.Errorf("old cookie %s = %q; the destroyed session came back", path, body)
+			}
+		}
+	})
 }
 
 func TestUpdateIsAtomic(t *testing.T) {
