@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -346,6 +348,15 @@ func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	c.add(name, pass, fmt.Sprintf("%s has the expected columns, migration %03d of %03d", schema.Table, schema.Applied, schema.Latest), "")
 }
 
+// fingerprint identifies a secret without revealing it, so operators can
+// tell whether two instances share one (a differing secret is the classic
+// cause of unexpected logouts). It is shown only for secrets strong enough
+// that 32 bits of a hash of them help no one guess them.
+func fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte("sessionctl secret fingerprint\x00" + secret))
+	return hex.EncodeToString(sum[:4])
+}
+
 // secretFix is how to get a good secret where this run reads it from.
 func (c *checker) secretFix() string {
 	if c.envFile != "" {
@@ -365,7 +376,7 @@ func (c *checker) checkSecret() {
 	const name = "SESSION_SECRET"
 	problems := c.take(name)
 	if len(problems) == 0 {
-		c.add(name, pass, fmt.Sprintf("set, %d bytes, not a known placeholder%s", len(c.cfg.Secret), c.env.origin(name)), "")
+		c.add(name, pass, fmt.Sprintf("set, %d bytes, not a known placeholder, fingerprint %s%s", len(c.cfg.Secret), fingerprint(c.cfg.Secret), c.env.origin(name)), "")
 		return
 	}
 	for _, p := range problems {

@@ -56,6 +56,12 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 			t.Errorf("output lacks the line %q:\n%s", line, stdout)
 		}
 	}
+	if want := "fingerprint " + fingerprint(env["SESSION_SECRET"]); !strings.Contains(stdout, want) {
+		t.Errorf("output lacks the secret's %s:\n%s", want, stdout)
+	}
+	if fingerprint(env["SESSION_SECRET"]) == fingerprint(newSecret()) {
+		t.Error("two secrets share a fingerprint")
+	}
 	results, _ := checkJSON(t, env)
 	if len(results) != 9 {
 		t.Errorf("--json gave %d checks, want the 9 of the text output: %v", len(results), results)
