@@ -218,7 +218,9 @@ func (a *app) currentUser(w http.ResponseWriter, r *http.Request) (*user, bool) 
 }
 
 func (a *app) signInPage(w http.ResponseWriter, r *http.Request) {
-	if session.FromContext(r.Context()).UserID() != "" {
+	// Only a user who still exists is sent on: a session of a deleted
+	// account would otherwise bounce between here and "/".
+	if _, ok := a.users[session.FromContext(r.Context()).UserID()]; ok {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
