@@ -7,9 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -188,12 +191,63 @@ func phase(ctx context.Context, srv *server, workers []*worker, name string, d t
 type measurement struct {
 	elapsed    time.Duration
 	statements statementCounts
+	// cpu is this process's CPU time: the load generator and the server.
+	cpu time.Duration
+	// postgresCPU is the CPU time of the server's PostgreSQL backends, or
+	// negative when their /proc entries cannot be read (a remote server).
+	postgresCPU time.Duration
 }
 
-func (m *measurement) run(ctx context.Context, srv *server, workers []*worker, name string, d time.Duration) {
-	before := srv.statements.snapshot()
+func (m *measurement) run(ctx context.Context, srv *server, workers []*worker, name string, d time.Duration) error {
+	backends := srv.backends(ctx)
+	statements, cpu, postgresCPU := srv.statements.snapshot(), processCPU(), backendsCPU(backends)
 	m.elapsed += phase(ctx, srv, workers, name, d, true)
-	m.statements = m.statements.add(srv.statements.snapshot().minus(before))
+	m.statements = m.statements.add(srv.statements.snapshot().minus(statements))
+	m.cpu += processCPU() - cpu
+	if postgresCPU < 0 || m.postgresCPU < 0 {
+		m.postgresCPU = -1
+	} else {
+		m.postgresCPU += backendsCPU(backends) - postgresCPU
+	}
+	return ctx.Err()
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendsCPU sums the CPU time of the given PostgreSQL backends from
+// /proc, or returns -1 if any cannot be read.
+func backendsCPU(pids []int) time.Duration {
+	if len(pids) == 0 {
+		return -1
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return -1
+		}
+		// Fields after the parenthesised command name; utime and stime are
+		// the 14th and 15th of the whole line, in clock ticks (100 Hz).
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return -1
+		}
+		utime, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return -1
+		}
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total
 }
 
 func (c statementCounts) add(d statementCounts) statementCounts {
@@ -222,6 +276,11 @@ func (m *measurement) result(wl workload, srv *server, workers []*worker) result
 	r.RequestsPerSecond = float64(r.Requests) / m.elapsed.Seconds()
 	r.P50 = all[len(all)*50/100]
 	r.P99 = all[len(all)*99/100]
+	r.CPUPerRequest = m.cpu / time.Duration(r.Requests)
+	if m.postgresCPU >= 0 {
+		pg := m.postgresCPU / time.Duration(r.Requests)
+		r.PostgresCPUPerRequest = &pg
+	}
 	r.StatementsPerRequest = float64(m.statements.total()) / float64(r.Requests)
 	r.StatementKinds = map[string]float64{}
 	for i, n := range m.statements {

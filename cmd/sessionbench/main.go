@@ -9,8 +9,9 @@
 //	go run ./cmd/sessionbench -duration 10s
 //
 // It works in a schema of its own, sessionbench_<random>, dropped at the
-// end. Each workload runs baseline, library, library, baseline for half the
-// duration each, so that drift (autovacuum, a warming cache) falls on both.
+// end. Each workload runs in rounds of baseline, library, library,
+// baseline, slices of at most a second, so that drift (autovacuum, a
+// warming cache, other load on the machine) falls on both servers alike.
 package main
 
 import (
@@ -94,7 +95,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&opts.hotSessions, "hot-sessions", 4, "sessions all workers share in the hot workload")
 	fs.DurationVar(&opts.idleTimeout, "idle-timeout", 30*time.Minute, "the library's IdleTimeout in the read-idle workload (TouchInterval is its default, a tenth)")
 	fs.StringVar(&names, "workloads", "", "comma-separated `list` of workloads (default all: "+workloadNames()+")")
-	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of each workload's library phases to `file`, with the workload's name before the extension")
+	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of each workload to `file`, with the workload's name before the extension; pprof -tagfocus server=library shows the library server")
 	fs.BoolVar(&opts.json, "json", false, "print the results as JSON")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
@@ -175,6 +176,8 @@ type bench struct {
 	opts     options
 	progress io.Writer
 	schema   string
+	// admin runs the bench's own queries, outside the servers' counts.
+	admin *pgxpool.Pool
 
 	baseline, library, libraryIdle *server
 	// cookies holds sessions made on each server, created on first need.
@@ -201,7 +204,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		return nil, fmt.Errorf("connect to PostgreSQL (-database-url, TEST_DATABASE_URL or DATABASE_URL): %w", err)
 	}
 
-	b := &bench{opts: opts, progress: progress, schema: "sessionbench_" + randomHex(4), cookies: map[*server][]string{}}
+	b := &bench{opts: opts, progress: progress, schema: "sessionbench_" + randomHex(4), admin: admin, cookies: map[*server][]string{}}
 	quoted := pgx.Identifier{b.schema}.Sanitize()
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
 		return nil, fmt.Errorf("create schema %s: %w", b.schema, err)
@@ -245,7 +248,7 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 			stop()
 		}
 	}()
-	openPool := func() (*pgxpool.Pool, *statementCounter, error) {
+	openPool := func(name string) (*pgxpool.Pool, *statementCounter, error) {
 		cfg, err := pgxpool.ParseConfig(b.opts.databaseURL)
 		if err != nil {
 			return nil, nil, fmt.Errorf("-database-url: %w", err)
@@ -253,6 +256,7 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 		counter := &statementCounter{}
 		cfg.MaxConns = int32(b.opts.workers)
 		cfg.ConnConfig.Tracer = counter
+		cfg.ConnConfig.RuntimeParams["application_name"] = b.schema + "_" + name
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
@@ -261,7 +265,7 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 		return pool, counter, nil
 	}
 
-	libPool, libCounter, err := openPool()
+	libPool, libCounter, err := openPool("library")
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +274,7 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	basePool, baseCounter, err := openPool()
+	basePool, baseCounter, err := openPool("baseline")
 	if err != nil {
 		return nil, err
 	}
@@ -287,11 +291,13 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 		cleanup = append(cleanup, m.Close)
 		return m, nil
 	}
-	start := func(name string, h http.Handler, counter *statementCounter) (*server, error) {
+	start := func(name string, h http.Handler, counter *statementCounter, pool *pgxpool.Pool) (*server, error) {
 		s, err := startServer(name, h, counter)
 		if err != nil {
 			return nil, err
 		}
+		appName := pool.Config().ConnConfig.RuntimeParams["application_name"]
+		s.backends = func(ctx context.Context) []int { return backendPIDs(ctx, b.admin, appName) }
 		cleanup = append(cleanup, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -308,13 +314,13 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.baseline, err = start("baseline", newBaseline(basePool, baseTable).handler(), baseCounter); err != nil {
+	if b.baseline, err = start("baseline", newBaseline(basePool, baseTable).handler(), baseCounter, basePool); err != nil {
 		return nil, err
 	}
-	if b.library, err = start("library", plain.Handler(libraryApp()), libCounter); err != nil {
+	if b.library, err = start("library", plain.Handler(libraryApp()), libCounter, libPool); err != nil {
 		return nil, err
 	}
-	if b.libraryIdle, err = start("library", idle.Handler(libraryApp()), libCounter); err != nil {
+	if b.libraryIdle, err = start("library", idle.Handler(libraryApp()), libCounter, libPool); err != nil {
 		return nil, err
 	}
 	return stop, nil
@@ -334,8 +340,8 @@ func (b *bench) sessionsOn(ctx context.Context, srv *server) ([]string, error) {
 }
 
 // runWorkload measures one workload on the baseline and the library, in the
-// order baseline, library, library, baseline, after an unmeasured warm-up
-// of each.
+// order baseline, library, library, baseline, repeated, after an
+// unmeasured warm-up of each.
 func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) {
 	lib := b.library
 	if wl.idle {
@@ -367,27 +373,24 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 		phase(ctx, srv, workers[srv], wl.name, warmUp, false)
 	}
 
-	half := b.opts.duration / 2
+	// Rounds of baseline, library, library, baseline, each slice at most a
+	// second, so that load from outside the run falls on both servers alike.
+	rounds := max(1, int(b.opts.duration/(2*time.Second)))
+	slice := b.opts.duration / time.Duration(2*rounds)
 	measured := map[*server]*measurement{b.baseline: {}, lib: {}}
-	var profile *os.File
-	for i, srv := range []*server{b.baseline, lib, lib, b.baseline} {
-		fmt.Fprintf(b.progress, "%-10s %-8s half %d of 2\n", wl.name, srv.name, i/2+1)
-		if i == 1 && b.opts.cpuProfile != "" {
-			f, err := startProfile(b.opts.cpuProfile, wl.name)
-			if err != nil {
-				return nil, err
-			}
-			profile = f
-		}
-		measured[srv].run(ctx, srv, workers[srv], wl.name, half)
-		if i == 2 && profile != nil {
-			pprof.StopCPUProfile()
-			if err := profile.Close(); err != nil {
-				return nil, err
-			}
-		}
-		if err := ctx.Err(); err != nil {
+	if b.opts.cpuProfile != "" {
+		stop, err := startProfile(b.opts.cpuProfile, wl.name)
+		if err != nil {
 			return nil, err
+		}
+		defer stop()
+	}
+	fmt.Fprintf(b.progress, "%-10s %d rounds of baseline, library, library, baseline, %v each\n", wl.name, rounds, slice)
+	for range rounds {
+		for _, srv := range []*server{b.baseline, lib, lib, b.baseline} {
+			if err := measured[srv].run(ctx, srv, workers[srv], wl.name, slice); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -411,7 +414,9 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 	return results, nil
 }
 
-func startProfile(path, workload string) (*os.File, error) {
+// startProfile profiles the whole process; each server's goroutines carry
+// the label server=baseline or server=library, for pprof -tagfocus.
+func startProfile(path, workload string) (stop func(), err error) {
 	ext := filepath.Ext(path)
 	path = strings.TrimSuffix(path, ext) + "." + workload + ext
 	f, err := os.Create(path)
@@ -422,5 +427,8 @@ func startProfile(path, workload string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("-cpuprofile: %w", err)
 	}
-	return f, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -43,7 +43,12 @@ type result struct {
 	P50               time.Duration `json:"p50_ns"`
 	P99               time.Duration `json:"p99_ns"`
 	Errors            int           `json:"errors"`
-	LastError         string        `json:"last_error,omitempty"`
+	// CPUPerRequest is this process's CPU time (load generator and server)
+	// per request; PostgresCPUPerRequest that of the server's PostgreSQL
+	// backends, nil when they could not be read.
+	CPUPerRequest         time.Duration  `json:"cpu_per_request_ns"`
+	PostgresCPUPerRequest *time.Duration `json:"postgres_cpu_per_request_ns,omitempty"`
+	LastError             string         `json:"last_error,omitempty"`
 	// StatementsPerRequest counts every statement sent, BEGIN and COMMIT
 	// included; StatementKinds splits it by first word.
 	StatementsPerRequest float64            `json:"statements_per_request"`
@@ -93,16 +98,16 @@ func (r *report) writeTable(w io.Writer) error {
 	fmt.Fprintf(&b, "%s, %d CPUs (GOMAXPROCS %d), %s, %s, %s on the same machine\n", m.CPU, m.CPUs, m.GOMAXPROCS, m.OS, m.Go, m.PostgreSQL)
 	fmt.Fprintf(&b, "%d closed-loop workers over loopback, %s per workload per server, %d sessions (%d in the hot workload)\n\n",
 		r.Workers, r.Duration, r.Sessions, r.HotSessions)
-	b.WriteString("| workload | server | req/s | p50 | p99 | errors | SQL/req | statements per request | ratio | target |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|--:|---|\n")
+	b.WriteString("| workload | server | req/s | p50 | p99 | errors | CPU µs/req: Go + PG | SQL/req | statements per request | ratio | target |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|---|--:|---|\n")
 	for _, res := range r.Results {
 		ratio := ""
 		if res.Server == "library" {
 			ratio = fmt.Sprintf("%.2f", res.Ratio)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d | %.2f | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d | %s | %.2f | %s | %s | %s |\n",
 			res.Workload, res.Server, res.RequestsPerSecond, formatLatency(res.P50), formatLatency(res.P99),
-			res.Errors, res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check())
+			res.Errors, formatCPU(res.CPUPerRequest, res.PostgresCPUPerRequest), res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -161,4 +166,12 @@ func formatKinds(kinds map[string]float64) string {
 		return "none"
 	}
 	return strings.Join(parts, " + ")
+}
+
+func formatCPU(process time.Duration, postgres *time.Duration) string {
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	if postgres == nil {
+		return fmt.Sprintf("%.0f + ?", us(process))
+	}
+	return fmt.Sprintf("%.0f + %.0f", us(process), us(*postgres))
 }
