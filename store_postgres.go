@@ -124,7 +124,7 @@ func OpenPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("session: DATABASE_URL is not a valid PostgreSQL URL (%s): fix its syntax, e.g. postgres://user:password@host:5432/dbname",
-			redact(databaseURL, err.Error()))
+			RedactPassword(err.Error(), databaseURL))
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = defaultConnectTimeout
@@ -135,7 +135,7 @@ func OpenPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	where := fmt.Sprintf("host %s port %d database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("session: open PostgreSQL pool for %s: %s", where, redact(databaseURL, err.Error()))
+		return nil, fmt.Errorf("session: open PostgreSQL pool for %s: %s", where, RedactPassword(err.Error(), databaseURL))
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	err = pool.Ping(pingCtx)
@@ -143,7 +143,7 @@ func OpenPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("session: connect to PostgreSQL at %s within %v: check DATABASE_URL and that the server is up: %w",
-			where, opts.ConnectTimeout, &redactedError{msg: redact(databaseURL, err.Error()), err: classify(ctx, err)})
+			where, opts.ConnectTimeout, &redactedError{msg: RedactPassword(err.Error(), databaseURL), err: classify(ctx, err)})
 	}
 	s, err := newPostgresStore(ctx, pool, opts)
 	if err == nil {
@@ -172,9 +172,12 @@ var (
 	kvPassword  = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]*)`)
 )
 
-// redact removes from msg the connection string and every password it could
-// contain, however pgx or net/url quoted it.
-func redact(connString, msg string) string {
+// RedactPassword removes from msg the connection string databaseURL and
+// every form of its password (plain, percent-encoded, quoted), for tools
+// that must show a database error without leaking the credentials pgx or
+// net/url may have quoted in it.
+func RedactPassword(msg, databaseURL string) string {
+	connString := databaseURL
 	secrets := []string{connString}
 	if m := urlUserInfo.FindStringSubmatch(connString); m != nil {
 		if _, pw, ok := strings.Cut(m[1], ":"); ok {
@@ -447,7 +450,7 @@ func (s *PostgresStore) Prune(ctx context.Context) (int, error) {
 }
 
 // PostgresStats describes the session table, for monitoring and
-// "sessionctl status".
+// "sessionctl stats".
 type PostgresStats struct {
 	// Live counts sessions that have not expired.
 	Live int64
@@ -527,6 +530,17 @@ func (sc PostgresSchema) Err() error {
 		return fmt.Errorf("session: session table %s is at migration %d and needs %d: %s", sc.Table, sc.Applied, sc.Latest, fix)
 	}
 	return nil
+}
+
+// CheckPostgresSchema is CheckSchema for a table no store has opened, for
+// tools that must report a missing or outdated table instead of failing on
+// it as OpenPostgresStore does with ManualMigrations.
+func CheckPostgresSchema(ctx context.Context, pool *pgxpool.Pool, table string) (PostgresSchema, error) {
+	s, err := newPostgresStore(ctx, pool, PostgresOptions{Table: table})
+	if err != nil {
+		return PostgresSchema{}, err
+	}
+	return s.CheckSchema(ctx)
 }
 
 // CheckSchema reports whether the session table exists with the columns the

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
-	"github.com/smartscheduler/session/migrations"
 )
 
 // status is the outcome of one check.
@@ -259,7 +258,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	where := session.RedactDatabaseURL(c.cfg.DatabaseURL)
 	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
 	if err != nil {
-		c.add("database reachable", fail, redact(err.Error(), c.cfg.DatabaseURL), "")
+		c.add("database reachable", fail, session.RedactPassword(err.Error(), c.cfg.DatabaseURL), "")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
 		return
@@ -272,7 +271,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	err = pool.QueryRow(ctx, "SELECT now()").Scan(&dbNow)
 	latency := time.Since(start)
 	if err != nil {
-		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact(err.Error(), c.cfg.DatabaseURL)),
+		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, session.RedactPassword(err.Error(), c.cfg.DatabaseURL)),
 			"check the server's health and that the DATABASE_URL role may log in")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
@@ -312,33 +311,17 @@ func clockResult(dbNow, local time.Time) result {
 func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	const name = "session table"
 	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
-	table, err := migrations.ParseTable(c.cfg.WithDefaults().Table)
-	if err == nil {
-		table, err = table.Resolve(ctx, pool)
-	}
+	schema, err := session.CheckPostgresSchema(ctx, pool, c.cfg.WithDefaults().Table)
 	if err != nil {
-		c.add(name, fail, redact(err.Error(), c.cfg.DatabaseURL), "fix SESSION_TABLE")
+		c.add(name, fail, strings.TrimPrefix(session.RedactPassword(err.Error(), c.cfg.DatabaseURL), "session: "), "fix SESSION_TABLE, or the database error above")
 		return
 	}
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table.String()).Scan(&exists); err != nil {
-		c.add(name, fail, "could not look for "+table.String()+": "+redact(err.Error(), c.cfg.DatabaseURL), "")
+	if !schema.Exists {
+		c.add(name, fail, schema.Table+" does not exist (every request would fail)", migrate)
 		return
 	}
-	if !exists {
-		c.add(name, fail, table.String()+" does not exist (every request would fail)", migrate)
-		return
-	}
-	// The library's own check of columns and migrations: it fails with the
-	// fix when the table is not one it can use.
-	store, err := session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: c.cfg.WithDefaults().Table, ManualMigrations: true})
-	if err != nil {
-		c.add(name, fail, strings.TrimPrefix(redact(err.Error(), c.cfg.DatabaseURL), "session: "), "")
-		return
-	}
-	schema, err := store.CheckSchema(ctx)
-	if err != nil {
-		c.add(name, fail, strings.TrimPrefix(redact(err.Error(), c.cfg.DatabaseURL), "session: "), "")
+	if err := schema.Err(); err != nil {
+		c.add(name, fail, strings.TrimPrefix(err.Error(), "session: "), "")
 		return
 	}
 	if schema.Applied == 0 {

@@ -7,11 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
@@ -77,25 +74,9 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
-			session.RedactDatabaseURL(databaseURL), redact(err.Error(), databaseURL))
+			session.RedactDatabaseURL(databaseURL), session.RedactPassword(err.Error(), databaseURL))
 	}
 	return pool, nil
-}
-
-// redact removes the connection string and its password from msg. pgx
-// errors do not normally quote either, but an error message is the last
-// place a password should leak from.
-func redact(msg, databaseURL string) string {
-	secrets := []string{databaseURL}
-	if c, err := pgconn.ParseConfig(databaseURL); err == nil && c.Password != "" {
-		secrets = append(secrets, c.Password, url.QueryEscape(c.Password), url.PathEscape(c.Password))
-	}
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "xxxxx")
-		}
-	}
-	return msg
 }
 
 // openStore opens the session table for prune, stats and revoke. The
@@ -168,7 +149,7 @@ can gate on it.`)
 		table, err = table.Resolve(ctx, pool)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("SESSION_TABLE: %s", redact(err.Error(), cfg.DatabaseURL)))
+		return fail(fmt.Errorf("SESSION_TABLE: %s", session.RedactPassword(err.Error(), cfg.DatabaseURL)))
 	}
 	if *status {
 		return migrationStatus(ctx, pool, table, *asJSON, stdout, stderr)
@@ -178,7 +159,7 @@ can gate on it.`)
 		fmt.Fprintf(stdout, "Applied %03d_%s to %s.\n", m.Version, m.Name, table)
 	}
 	if err != nil {
-		return fail(errors.New(redact(err.Error(), cfg.DatabaseURL)))
+		return fail(errors.New(session.RedactPassword(err.Error(), cfg.DatabaseURL)))
 	}
 	if len(applied) == 0 {
 		all := migrations.All()
