@@ -132,7 +132,7 @@ func BenchmarkValue(b *testing.B) {
 	m, cookie := benchManager(b)
 	r := httptest.NewRequest("GET", "/", nil)
 	r.AddCookie(cookie)
-	s := &Session{m: m, req: r}
+	s := &Session{sessionState: &sessionState{m: m, req: r}, ctx: r.Context()}
 	v := cart{Items: []string{"a", "b", "c"}, Total: 3}
 	b.Run("encode", func(b *testing.B) {
 		b.ReportAllocs()

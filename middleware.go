@@ -16,13 +16,14 @@ import (
 // handler answers instead and the handler's later writes are discarded.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s, ok := r.Context().Value(contextKey{}).(*Session); ok && s.m == m {
+		if st, ok := r.Context().Value(contextKey{}).(*sessionState); ok && st.m == m {
 			next.ServeHTTP(w, r) // already wrapped by this Manager
 			return
 		}
-		s := &Session{m: m}
-		r = r.WithContext(context.WithValue(r.Context(), contextKey{}, s))
-		s.req = r
+		st := &sessionState{m: m}
+		r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
+		st.req = r
+		s := &Session{sessionState: st, ctx: r.Context()}
 		sw := &responseWriter{ResponseWriter: w, session: s, req: r}
 		next.ServeHTTP(sw, r)
 		sw.commit()

@@ -709,15 +709,12 @@ func TestPostgresStoredValueOfWrongType(t *testing.T) {
 	}
 }
 
-// TestBug_DeadlineInsideMiddlewareIsIgnored puts the deadline inside the
-// session middleware, where per-route timeouts usually sit
-// (sessions.Handler(http.TimeoutHandler(mux, ...))). Session methods run
-// their store calls under the context the middleware saw, not the
-// handler's, so an Update blocked on a locked row ignores the 300ms
-// deadline and holds its connection, and the session's lock, for the whole
-// StoreTimeout; the TimeoutHandler's own 503 then waits for it too, because
-// committing the session needs the lock Update holds.
-func TestBug_DeadlineInsideMiddlewareIsIgnored(t *testing.T) {
+// TestDeadlineInsideMiddlewareApplies puts the deadline inside the session
+// middleware, where per-route timeouts usually sit
+// (sessions.Handler(http.TimeoutHandler(mux, ...))): an Update blocked on a
+// locked row must give up at the 300ms deadline, not hold its connection
+// and the session's lock for the whole StoreTimeout.
+func TestDeadlineInsideMiddlewareApplies(t *testing.T) {
 	t.Parallel()
 	const storeTimeout, requestTimeout = 3 * time.Second, 300 * time.Millisecond
 	table := pgtest.Schema(t)

@@ -33,13 +33,15 @@ const flashKey = "__flash"
 
 type contextKey struct{}
 
-// FromContext returns the request's session. Outside Manager.Handler it
+// FromContext returns the request's session. Store calls made through it
+// run under ctx, so a deadline that middleware inside Manager.Handler set
+// (http.TimeoutHandler, say) bounds them too. Outside Manager.Handler it
 // returns a session whose every method fails with ErrNoMiddleware.
 func FromContext(ctx context.Context) *Session {
-	if s, ok := ctx.Value(contextKey{}).(*Session); ok {
-		return s
+	if st, ok := ctx.Value(contextKey{}).(*sessionState); ok {
+		return &Session{sessionState: st, ctx: ctx}
 	}
-	return &Session{loaded: true, err: ErrNoMiddleware}
+	return &Session{sessionState: &sessionState{loaded: true, err: ErrNoMiddleware}}
 }
 
 // Session is one request's view of a session. Nothing is read from the
@@ -47,6 +49,15 @@ func FromContext(ctx context.Context) *Session {
 // changed, so a handler that never touches its session costs no store call.
 // A Session is safe for use by the request's goroutines concurrently.
 type Session struct {
+	*sessionState
+	// ctx bounds the store calls made through this Session: the context
+	// FromContext was given, so a deadline or cancellation that middleware
+	// inside Manager.Handler added applies too.
+	ctx context.Context
+}
+
+// sessionState is what every Session of one request shares.
+type sessionState struct {
 	m   *Manager
 	req *http.Request
 
@@ -106,7 +117,7 @@ func (s *Session) load() error {
 		}
 		return nil
 	}
-	ctx, cancel := s.m.storeContext(s.req.Context())
+	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
 	rec, err := s.m.store.Load(ctx, storeKey(token))
 	switch {
@@ -396,7 +407,7 @@ func (s *Session) Destroy() error {
 		return err
 	}
 	if s.rec != nil {
-		ctx, cancel := s.m.storeContext(s.req.Context())
+		ctx, cancel := s.m.storeContext(s.ctx)
 		defer cancel()
 		if err := s.m.store.Delete(ctx, storeKey(s.token)); err != nil {
 			return fmt.Errorf("session: destroying: %w", err)
@@ -447,7 +458,7 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 			return result, err
 		}
 	}
-	ctx, cancel := s.m.storeContext(s.req.Context())
+	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
 	rec, err := s.m.store.Update(ctx, storeKey(s.token), func(rec *Record) error {
 		s.replay(rec)
@@ -534,7 +545,7 @@ func (s *Session) save() error {
 		return s.insert()
 	}
 
-	ctx, cancel := s.m.storeContext(s.req.Context())
+	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
 	store := s.m.store
 	key := storeKey(s.token)
@@ -589,7 +600,7 @@ func (s *Session) save() error {
 // save, or a renewal, which then deletes the old token. A renewed session
 // starts a fresh lifetime with the same data. Called with s.mu held.
 func (s *Session) insert() error {
-	ctx, cancel := s.m.storeContext(s.req.Context())
+	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
 	rec := s.m.newRecord(s.now())
 	rec.Values = maps.Clone(s.values)
