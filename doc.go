@@ -21,8 +21,8 @@
 //   - A request that never touches its session costs no store call; a
 //     session read but not changed is not written.
 //   - Concurrent requests that change different keys of one session lose
-//     nothing: a save updates only the version it loaded and, if another
-//     request committed first, re-applies its own changes on top.
+//     nothing: a save sends only the request's own changes, which the store
+//     applies atomically to the session as it is at that moment.
 //   - A destroyed or renewed session is never re-created by a request that
 //     was in flight; that request's response clears the cookie.
 //   - The session is saved and its cookie set before the response headers

@@ -143,7 +143,7 @@ func TestPostgresRevokeUserOnEveryInstance(t *testing.T) {
 
 // TestPostgresConcurrentKeysLoseNothing makes eight requests load the same
 // version of one session before any saves, each then setting its own key:
-// seven saves lose the compare-and-swap and must re-apply their change.
+// each save must apply its own key to the record as the others left it.
 func TestPostgresConcurrentKeysLoseNothing(t *testing.T) {
 	t.Parallel()
 	const n = 8
@@ -248,7 +248,8 @@ func pgxQueryRow(t *testing.T, sql string, args ...any) interface{ Scan(...any) 
 
 // TestPostgresStatementsPerRequest pins the cost of each kind of request
 // to the floor: nothing for an untouched session, one SELECT for a read,
-// a SELECT and an UPDATE for a write.
+// a SELECT and an UPDATE for a read and a write, one UPDATE for a blind
+// write, one INSERT for a new session.
 func TestPostgresStatementsPerRequest(t *testing.T) {
 	t.Parallel()
 	a := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, appHandler())
@@ -262,6 +263,8 @@ func TestPostgresStatementsPerRequest(t *testing.T) {
 		{path: "/read", selects: 1, total: 1},
 		{path: "/visit", selects: 1, updates: 1, total: 2},
 		{path: "/read", selects: 1, total: 1},
+		{path: "/set?color=red", updates: 1, total: 1}, // a write that reads nothing
+		{path: "/get?key=color", selects: 1, total: 1},
 	}
 	for _, step := range steps {
 		*a.counter = statementCounter{}

@@ -102,11 +102,11 @@ func (s *spyStore) Insert(ctx context.Context, key string, rec *session.Record) 
 	return s.Store.Insert(ctx, key, rec)
 }
 
-func (s *spyStore) Replace(ctx context.Context, key string, rec *session.Record) error {
-	if err := s.call("Replace"); err != nil {
-		return err
+func (s *spyStore) Apply(ctx context.Context, key string, change session.Change) (*session.Record, error) {
+	if err := s.call("Apply"); err != nil {
+		return nil, err
 	}
-	return s.Store.Replace(ctx, key, rec)
+	return s.Store.Apply(ctx, key, change)
 }
 
 func (s *spyStore) Update(ctx context.Context, key string, fn func(*session.Record) error) (*session.Record, error) {
@@ -415,7 +415,7 @@ func TestLaziness(t *testing.T) {
 		{name: "read without a session", path: "/read", wantCalls: map[string]int{}, wantVary: true},
 		{name: "read", path: "/read", existing: true, wantCalls: map[string]int{"Load": 1}, wantVary: true},
 		{name: "first write", path: "/visit", wantCalls: map[string]int{"Insert": 1}, wantCookie: true, wantVary: true},
-		{name: "write", path: "/visit", existing: true, wantCalls: map[string]int{"Load": 1, "Replace": 1}, wantVary: true},
+		{name: "write", path: "/visit", existing: true, wantCalls: map[string]int{"Load": 1, "Apply": 1}, wantVary: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -556,8 +556,8 @@ func TestTouchThrottling(t *testing.T) {
 		ts.clock.Advance(at - ts.clock.Now().Sub(created))
 		ts.store.counts()
 		resp, _ := fetchOK(t, c, ts.URL+"/read")
-		if got := ts.store.counts(); got["Touch"] != 0 || got["Replace"] != 0 {
-			t.Errorf("read %v after the last write: store calls %v, want no Touch or Replace", at, got)
+		if got := ts.store.counts(); got["Touch"] != 0 || got["Apply"] != 0 {
+			t.Errorf("read %v after the last write: store calls %v, want no Touch or Apply", at, got)
 		}
 		if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
 			t.Errorf("read %v after the last write sent Set-Cookie %q", at, sc)
@@ -567,7 +567,7 @@ func TestTouchThrottling(t *testing.T) {
 	ts.clock.Advance(2 * time.Second) // 3m01s since the write
 	ts.store.counts()
 	resp, _ := fetchOK(t, c, ts.URL+"/read")
-	if got := ts.store.counts(); got["Touch"] != 1 || got["Replace"]+got["Update"]+got["Insert"] != 0 {
+	if got := ts.store.counts(); got["Touch"] != 1 || got["Apply"]+got["Update"]+got["Insert"] != 0 {
 		t.Errorf("read after the touch interval: store calls %v, want exactly one Touch", got)
 	}
 	ck := setCookie(resp, "session")
@@ -601,11 +601,11 @@ func TestStoreFailure(t *testing.T) {
 		wantStatus int
 	}{
 		{name: "load unavailable", method: "Load", err: errDown, path: "/read", wantStatus: http.StatusServiceUnavailable},
-		{name: "replace unavailable", method: "Replace", err: errDown, path: "/visit", wantStatus: http.StatusServiceUnavailable},
+		{name: "replace unavailable", method: "Apply", err: errDown, path: "/visit", wantStatus: http.StatusServiceUnavailable},
 		{name: "insert unavailable", method: "Insert", err: errDown, path: "/visit", wantStatus: http.StatusServiceUnavailable},
 		{name: "load deadline", method: "Load", err: context.DeadlineExceeded, path: "/read", wantStatus: http.StatusServiceUnavailable},
 		{name: "load other error", method: "Load", err: errCorrupt, path: "/read", wantStatus: http.StatusInternalServerError},
-		{name: "replace other error", method: "Replace", err: errCorrupt, path: "/visit", wantStatus: http.StatusInternalServerError},
+		{name: "replace other error", method: "Apply", err: errCorrupt, path: "/visit", wantStatus: http.StatusInternalServerError},
 		{name: "custom handler", method: "Load", err: errDown, path: "/read", custom: true, wantStatus: http.StatusTeapot},
 	}
 	for _, tt := range tests {

@@ -150,8 +150,8 @@ func TestPostgresRestartWhileRequestsFlow(t *testing.T) {
 			t.Parallel()
 			o := tt.setup(t)
 			const storeTimeout = time.Second
-			// A request makes at most three store calls (load, save,
-			// re-apply after a conflict), each bounded by StoreTimeout.
+			// The handlers make at most two store calls (load, save), each
+			// bounded by StoreTimeout; three leaves a margin.
 			const requestBound = 3*storeTimeout + time.Second
 			app := startPostgresApp(t, pgtest.Config(t, o.url), o.table, session.Config{StoreTimeout: storeTimeout}, appHandler())
 			runWritersThroughOutage(t, app, o.down, o.up, requestBound)

@@ -73,7 +73,7 @@ type sessionState struct {
 	storeOffset time.Duration
 	values      map[string]json.RawMessage
 	size        int
-	changes     []change // data changes since load, for replay after a conflict
+	changes     []change // data changes not yet saved
 	userID      string
 	persistent  bool
 	metaChanged bool // userID or persistent changed
@@ -82,8 +82,9 @@ type sessionState struct {
 	sendCookie  bool // the cookie must be (re)sent at commit
 }
 
-// change is one data operation, kept so that a save that lost a race can be
-// re-applied on top of the winner's record instead of overwriting it.
+// change is one data operation. A request's changes are sent to the store
+// as one Change, applied to the record as it is then, so that concurrent
+// requests changing different keys both land.
 type change struct {
 	key   string // "" with clear
 	value json.RawMessage
@@ -102,19 +103,19 @@ func (c change) apply(values map[string]json.RawMessage) {
 	}
 }
 
-// load reads the session on first use. Called with s.mu held.
+// load reads the session on first use, keeping any changes Set, Delete or
+// Clear recorded before it (see beginWrite) on top. Called with s.mu held.
 func (s *Session) load() error {
 	if s.loaded {
 		return s.err
 	}
-	s.loaded = true
-	s.values = map[string]json.RawMessage{}
-	s.persistent = true
+	pending := s.changes
 	token, rotated, ok := s.m.codec.tokenFrom(s.req)
 	if !ok {
 		if len(s.req.CookiesNamed(s.m.cfg.CookieName)) > 0 {
-			s.m.logger.DebugContext(s.req.Context(), "session: ignoring a cookie that does not verify; starting a new session")
+			s.m.logger.DebugContext(s.ctx, "session: ignoring a cookie that does not verify; starting a new session")
 		}
+		s.startNew(pending, false)
 		return nil
 	}
 	ctx, cancel := s.m.storeContext(s.ctx)
@@ -122,18 +123,36 @@ func (s *Session) load() error {
 	rec, err := s.m.store.Load(ctx, storeKey(token))
 	switch {
 	case errors.Is(err, ErrNotFound):
-		// Revoked, expired or pruned: clear the cookie so the browser stops
-		// sending it, unless the response stores a new session.
-		s.clearCookie = true
+		s.startNew(pending, true)
 		return nil
 	case err != nil:
+		s.loaded = true
 		s.err = fmt.Errorf("session: loading: %w", err)
 		return s.err
 	}
+	s.loaded = true
 	s.adopt(token, rec)
 	s.rotated = rotated
 	s.sendCookie = rotated
+	for _, c := range pending {
+		s.record(c)
+	}
 	return nil
+}
+
+// startNew makes the session a new one holding only the pending changes.
+// staleCookie reports a verified cookie whose session is gone (revoked,
+// expired, pruned): it is cleared so the browser stops sending it, unless
+// the response stores a new session. Called with s.mu held.
+func (s *Session) startNew(pending []change, staleCookie bool) {
+	s.loaded = true
+	s.values = map[string]json.RawMessage{}
+	s.persistent = true
+	s.changes = nil
+	s.clearCookie = staleCookie
+	for _, c := range pending {
+		s.record(c)
+	}
 }
 
 // adopt makes rec, stored under token's key, the session's state. Called
@@ -142,7 +161,9 @@ func (s *Session) adopt(token string, rec *Record) {
 	s.token = token
 	s.rec = rec
 	s.storeOffset = rec.LoadedAt.Sub(s.m.now())
-	s.values = maps.Clone(rec.Values)
+	// The session takes the map over: every caller passes a record of its
+	// own, and nothing reads s.rec.Values afterwards.
+	s.values, rec.Values = rec.Values, nil
 	if s.values == nil {
 		s.values = map[string]json.RawMessage{}
 	}
@@ -194,6 +215,27 @@ func (s *Session) beginChange() error {
 	return s.load()
 }
 
+// beginWrite is beginChange for Set, Delete and Clear, which need nothing
+// from the stored session: unless Config.MaxSize needs its size, it leaves
+// the session unloaded and records the change, and commit applies it to the
+// stored session in one store call. A handler that only writes costs one
+// statement. The caller must call s.mu.Unlock.
+func (s *Session) beginWrite() error {
+	s.mu.Lock()
+	switch {
+	case s.committed:
+		return ErrCommitted
+	case s.loaded:
+		return s.err
+	case s.m.cfg.MaxSize > 0:
+		return s.load()
+	}
+	if s.values == nil {
+		s.values = map[string]json.RawMessage{}
+	}
+	return nil
+}
+
 // Get decodes the value stored under key into dst, which must be a pointer.
 // It returns ErrNoValue if there is none, and a decoding error if the
 // stored JSON does not fit dst: that key is unusable, the rest of the
@@ -229,7 +271,7 @@ func (s *Session) Set(key string, value any) error {
 		return fmt.Errorf("session: value %q does not marshal to JSON: %w", key, err)
 	}
 	defer s.mu.Unlock()
-	if err := s.beginChange(); err != nil {
+	if err := s.beginWrite(); err != nil {
 		return err
 	}
 	return s.setRaw(key, raw)
@@ -250,7 +292,7 @@ func (s *Session) setRaw(key string, raw json.RawMessage) error {
 	return nil
 }
 
-// record applies c to the working values and remembers it for replay.
+// record applies c to the working values and remembers it for the save.
 // Called with s.mu held.
 func (s *Session) record(c change) {
 	c.apply(s.values)
@@ -260,11 +302,14 @@ func (s *Session) record(c change) {
 // Delete removes key from the session.
 func (s *Session) Delete(key string) {
 	defer s.mu.Unlock()
-	if s.beginChange() != nil {
+	if s.beginWrite() != nil {
 		return
 	}
-	if old, ok := s.values[key]; ok {
+	old, ok := s.values[key]
+	if ok {
 		s.size -= len(key) + len(old)
+	}
+	if ok || !s.loaded {
 		s.record(change{key: key, del: true})
 	}
 }
@@ -281,7 +326,7 @@ func Pop[T any](s *Session, key string) (T, bool) {
 // Clear removes every value, keeping the session itself and its user.
 func (s *Session) Clear() {
 	defer s.mu.Unlock()
-	if s.beginChange() != nil || len(s.values) == 0 {
+	if s.beginWrite() != nil || (s.loaded && len(s.values) == 0) {
 		return
 	}
 	s.size = 0
@@ -460,8 +505,9 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 	}
 	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
+	pending := s.pendingChange()
 	rec, err := s.m.store.Update(ctx, storeKey(s.token), func(rec *Record) error {
-		s.replay(rec)
+		pending.ApplyTo(rec, rec.LoadedAt)
 		var current T
 		raw, ok := rec.Values[key]
 		if ok {
@@ -495,28 +541,27 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 	return result, nil
 }
 
-// replay applies this request's changes to rec, a fresher record than the
-// one they were made on. Called with s.mu held.
-func (s *Session) replay(rec *Record) {
-	if rec.Values == nil {
-		rec.Values = map[string]json.RawMessage{}
-	}
-	for _, c := range s.changes {
-		c.apply(rec.Values)
+// pendingChange is the request's changes as one Change for Store.Apply.
+// Called with s.mu held.
+func (s *Session) pendingChange() Change {
+	c := Change{Set: map[string]json.RawMessage{}, IdleTimeout: s.m.cfg.IdleTimeout}
+	for _, ch := range s.changes {
+		switch {
+		case ch.clear:
+			c.Clear, c.Delete = true, nil
+			clear(c.Set)
+		case ch.del:
+			delete(c.Set, ch.key)
+			c.Delete = append(c.Delete, ch.key)
+		default:
+			c.Set[ch.key] = ch.value
+		}
 	}
 	if s.metaChanged {
-		rec.UserID = s.userID
-		rec.Persistent = s.persistent
+		userID, persistent := s.userID, s.persistent
+		c.UserID, c.Persistent = &userID, &persistent
 	}
-	s.slideIdle(rec)
-}
-
-// slideIdle moves rec's idle expiry to a full window from now, within its
-// absolute expiry. Called with s.mu held.
-func (s *Session) slideIdle(rec *Record) {
-	if idle := s.m.cfg.IdleTimeout; idle > 0 {
-		rec.IdleExpiry = minTime(s.now().Add(idle), rec.Expiry)
-	}
+	return c
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -533,66 +578,96 @@ func (s *Session) dirty() bool {
 }
 
 // save writes the session to the store: an insert for a new or renewed
-// session, a compare-and-swap replace for a changed one (re-applied on the
-// winner's record after a conflict), or a narrow touch of the idle expiry
-// when only that is due. Called with s.mu held, before the response's
-// headers leave.
+// session, one Store.Apply of the request's changes for a changed one, or a
+// narrow touch of the idle expiry when only that is due. Called with s.mu
+// held, before the response's headers leave.
 func (s *Session) save() error {
+	if !s.loaded {
+		if saved, err := s.applyUnloaded(); saved || err != nil {
+			return err
+		}
+	}
 	if s.rec == nil || s.renew {
 		if !s.dirty() {
 			return nil // an untouched new session is not worth storing
 		}
 		return s.insert()
 	}
-
+	if !s.dirty() {
+		return s.touchIfDue()
+	}
 	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
-	store := s.m.store
-	key := storeKey(s.token)
-	if s.dirty() {
-		rec := s.rec.Clone()
-		rec.Values = maps.Clone(s.values)
-		rec.UserID = s.userID
-		rec.Persistent = s.persistent
-		s.slideIdle(rec)
-		err := store.Replace(ctx, key, rec)
-		if errors.Is(err, ErrConflict) {
-			rec, err = store.Update(ctx, key, func(fresh *Record) error {
-				s.replay(fresh)
-				return nil
-			})
-		}
-		if errors.Is(err, ErrNotFound) {
-			s.reset()
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("session: saving: %w", err)
-		}
-		if !rec.Deadline().Equal(s.rec.Deadline()) || s.metaChanged {
-			s.sendCookie = true
-		}
-		rec.LoadedAt = s.now()
-		s.adopt(s.token, rec)
+	rec, err := s.m.store.Apply(ctx, storeKey(s.token), s.pendingChange())
+	if errors.Is(err, ErrNotFound) {
+		s.reset() // destroyed or renewed by another request: never re-created
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("session: saving: %w", err)
+	}
+	if !rec.Deadline().Equal(s.rec.Deadline()) || s.metaChanged {
+		s.sendCookie = true
+	}
+	s.adopt(s.token, rec)
+	return nil
+}
 
-	if idle := s.m.cfg.IdleTimeout; idle > 0 && !s.rec.IdleExpiry.IsZero() {
-		sinceTouch := idle - s.rec.IdleExpiry.Sub(s.now())
-		next := minTime(s.now().Add(idle), s.rec.Expiry)
-		if sinceTouch >= s.m.cfg.TouchInterval && next.After(s.rec.IdleExpiry) {
-			err := store.Touch(ctx, key, next)
-			if errors.Is(err, ErrNotFound) {
-				s.reset()
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("session: extending idle expiry: %w", err)
-			}
-			s.rec.IdleExpiry = next
-			s.sendCookie = s.sendCookie || s.persistent
+// applyUnloaded saves changes recorded without a load (see beginWrite) in
+// one Store.Apply. saved is false when there is no stored session to apply
+// them to: the session is then a new one holding them, for save to insert.
+// Called with s.mu held.
+func (s *Session) applyUnloaded() (saved bool, err error) {
+	token, rotated, ok := s.m.codec.tokenFrom(s.req)
+	if ok {
+		ctx, cancel := s.m.storeContext(s.ctx)
+		defer cancel()
+		rec, err := s.m.store.Apply(ctx, storeKey(token), s.pendingChange())
+		switch {
+		case err == nil:
+			s.loaded = true
+			s.adopt(token, rec)
+			s.rotated = rotated
+			// The previous deadline is unknown: re-send the cookie if an idle
+			// timeout may have moved it.
+			s.sendCookie = rotated || (s.m.cfg.IdleTimeout > 0 && rec.Persistent)
+			return true, nil
+		case !errors.Is(err, ErrNotFound):
+			s.loaded = true
+			s.err = fmt.Errorf("session: saving: %w", err)
+			return true, s.err
 		}
 	}
+	s.startNew(s.changes, ok)
+	return false, nil
+}
+
+// touchIfDue slides the idle expiry of an unchanged session, with a narrow
+// Store.Touch, once TouchInterval of the idle window has passed. Called
+// with s.mu held.
+func (s *Session) touchIfDue() error {
+	idle := s.m.cfg.IdleTimeout
+	if idle <= 0 || s.rec.IdleExpiry.IsZero() {
+		return nil
+	}
+	now := s.now()
+	sinceTouch := idle - s.rec.IdleExpiry.Sub(now)
+	next := minTime(now.Add(idle), s.rec.Expiry)
+	if sinceTouch < s.m.cfg.TouchInterval || !next.After(s.rec.IdleExpiry) {
+		return nil
+	}
+	ctx, cancel := s.m.storeContext(s.ctx)
+	defer cancel()
+	err := s.m.store.Touch(ctx, storeKey(s.token), next)
+	if errors.Is(err, ErrNotFound) {
+		s.reset()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session: extending idle expiry: %w", err)
+	}
+	s.rec.IdleExpiry = next
+	s.sendCookie = s.sendCookie || s.persistent
 	return nil
 }
 
@@ -629,7 +704,7 @@ func (s *Session) commit(w http.ResponseWriter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.committed = true
-	if !s.loaded {
+	if !s.loaded && len(s.changes) == 0 {
 		return nil // never touched: no store call, no cookie
 	}
 	if s.err != nil && s.errSeen {

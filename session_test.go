@@ -569,3 +569,54 @@ func TestNoMiddleware(t *testing.T) {
 		t.Error("Value outside the middleware reported ok")
 	}
 }
+
+// TestWriteBeforeRead covers changes made before the session is loaded
+// (Set, Delete and Clear need nothing from the store): a later read in the
+// same request sees them on top of the stored values, and a write to a
+// session that is gone starts a new one holding the change.
+func TestWriteBeforeRead(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/mixed", handlerFunc(func(s *session.Session, r *http.Request) error {
+		s.Delete("color")
+		if err := s.Set("size", "L"); err != nil {
+			return err
+		}
+		keys := strings.Join(s.Keys(), ",")
+		if keys != "shape,size" {
+			return fmt.Errorf("keys after blind changes = %q, want shape,size", keys)
+		}
+		return nil
+	}))
+	onEachStore(t, func(t *testing.T, start startFunc) {
+		ts, records := start(mux)
+		c := ts.client(t)
+		fetchOK(t, c, ts.URL+"/set?color=blue&shape=round")
+		fetchOK(t, c, ts.URL+"/mixed")
+		for key, want := range map[string]string{"color": "", "shape": "round", "size": "L"} {
+			if _, got := fetchOK(t, c, ts.URL+"/get?key="+key); got != want {
+				t.Errorf("%s = %q, want %q", key, got, want)
+			}
+		}
+
+		// Revoke it behind the client's back: a blind write starts afresh.
+		fetchOK(t, c, ts.URL+"/login?user=ada")
+		if _, err := ts.manager.RevokeUser(t.Context(), "ada"); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := fetchOK(t, c, ts.URL+"/set?note=hi")
+		if ck := setCookie(resp, "session"); ck == nil || ck.MaxAge <= 0 {
+			t.Fatalf("a blind write to a revoked session set cookie %v; want a new session's", ck)
+		}
+		if _, got := fetchOK(t, c, ts.URL+"/get?key=note"); got != "hi" {
+			t.Errorf("note = %q in the new session, want hi", got)
+		}
+		if _, got := fetchOK(t, c, ts.URL+"/whoami"); got != "" {
+			t.Errorf("the new session belongs to %q; want nobody", got)
+		}
+		if n := records(); n != 1 {
+			t.Errorf("store holds %d records; want only the new session", n)
+		}
+	})
+}

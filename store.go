@@ -19,17 +19,18 @@ import (
 //     so a leak of its contents lets nobody hijack a session.
 //   - A record is live while the store's clock is before Expiry and, when
 //     IdleExpiry is set, before IdleExpiry. An expired record is the same as a
-//     missing one: Load, Replace, Update and Touch return ErrNotFound for it.
+//     missing one: Load, Apply, Update and Touch return ErrNotFound for it.
 //     Stores compare expiry with their own clock (PostgreSQL: the database's
 //     now()) and report it in Record.LoadedAt, so the Manager computes new
 //     deadlines from that same clock.
-//   - Version counts committed changes. Insert stores version 1; Replace and
+//   - Version counts committed changes. Insert stores version 1; Apply and
 //     Update store the next version; Touch leaves it alone.
-//   - Replace is a compare-and-swap: it succeeds only if the stored version is
-//     still rec.Version. If another writer committed first it returns
-//     ErrConflict and changes nothing; the Manager then re-applies its own
-//     changes through Update. Nothing is ever overwritten blindly, and a
-//     record deleted meanwhile (logout, renewal) is never re-created.
+//   - Apply changes the record as it is in the store at that moment, not as
+//     the caller last read it: it removes and sets only the keys the change
+//     names, atomically. Two requests that change different keys of one
+//     session therefore both land, whatever their order; nothing is ever
+//     overwritten blindly, and a record deleted meanwhile (logout, renewal)
+//     is never re-created.
 //   - Insert never overwrites: an existing key is ErrConflict.
 //   - ErrNotFound and ErrConflict are the only expected failures. Any other
 //     error means the store could not answer; wrap ErrUnavailable in it when
@@ -46,10 +47,11 @@ type Store interface {
 	// rec.Version to 1. It returns ErrConflict if key exists.
 	Insert(ctx context.Context, key string, rec *Record) error
 
-	// Replace stores rec under key if the stored version equals rec.Version,
-	// and sets rec.Version to the new version. It returns ErrConflict if the
-	// stored version differs, ErrNotFound if the record is gone or expired.
-	Replace(ctx context.Context, key string, rec *Record) error
+	// Apply applies change atomically to the live record under key, stores
+	// the next version, and returns the record as stored, with LoadedAt set
+	// to the store's clock. It returns ErrNotFound if there is no live
+	// record.
+	Apply(ctx context.Context, key string, change Change) (*Record, error)
 
 	// Update runs fn on the current record with no other writer able to
 	// change it until fn returns (PostgreSQL: in one transaction with the row
@@ -106,8 +108,8 @@ type Record struct {
 	IdleExpiry time.Time
 	// Version counts committed changes; see Store.
 	Version int64
-	// LoadedAt is the store's clock when Load or Update read the record.
-	// Stores ignore it on writes.
+	// LoadedAt is the store's clock when Load, Apply or Update read the
+	// record. Stores ignore it on writes.
 	LoadedAt time.Time
 }
 
@@ -131,6 +133,48 @@ func (r *Record) Deadline() time.Time {
 	return r.Expiry
 }
 
+// Change is what one request changed in a session, applied by Store.Apply
+// in this order: Clear, Delete, Set, then the rest.
+type Change struct {
+	// Clear removes every value.
+	Clear bool
+	// Delete removes these keys.
+	Delete []string
+	// Set stores these values, replacing any under the same key.
+	Set map[string]json.RawMessage
+	// UserID, when not nil, sets Record.UserID.
+	UserID *string
+	// Persistent, when not nil, sets Record.Persistent.
+	Persistent *bool
+	// IdleTimeout, when positive, slides IdleExpiry to the store's clock
+	// plus IdleTimeout, but never past Expiry.
+	IdleTimeout time.Duration
+}
+
+// ApplyTo applies the change to rec as Store.Apply must, given the store's
+// clock now: a helper for stores that hold records in memory.
+func (c *Change) ApplyTo(rec *Record, now time.Time) {
+	if rec.Values == nil || c.Clear {
+		rec.Values = map[string]json.RawMessage{}
+	}
+	for _, key := range c.Delete {
+		delete(rec.Values, key)
+	}
+	maps.Copy(rec.Values, c.Set)
+	if c.UserID != nil {
+		rec.UserID = *c.UserID
+	}
+	if c.Persistent != nil {
+		rec.Persistent = *c.Persistent
+	}
+	if c.IdleTimeout > 0 {
+		rec.IdleExpiry = now.Add(c.IdleTimeout)
+		if rec.IdleExpiry.After(rec.Expiry) {
+			rec.IdleExpiry = rec.Expiry
+		}
+	}
+}
+
 // Info summarises one session for a "your devices" page.
 type Info struct {
 	// Key is the store key (the hex SHA-256 of the token), usable with
@@ -145,6 +189,6 @@ type Info struct {
 // Errors a Store returns; see Store for when.
 var (
 	ErrNotFound    = errors.New("session: not found")
-	ErrConflict    = errors.New("session: changed by another request")
+	ErrConflict    = errors.New("session: key already exists")
 	ErrUnavailable = errors.New("session: store unavailable")
 )

@@ -64,20 +64,22 @@ func (s *MemoryStore) Insert(ctx context.Context, key string, rec *Record) error
 	return nil
 }
 
-// Replace implements Store.
-func (s *MemoryStore) Replace(ctx context.Context, key string, rec *Record) error {
+// Apply implements Store.
+func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	current, ok := s.live(key, s.now())
+	now := s.now()
+	current, ok := s.live(key, now)
 	if !ok {
-		return ErrNotFound
+		return nil, ErrNotFound
 	}
-	if current.Version != rec.Version {
-		return ErrConflict
-	}
+	rec := current.Clone()
+	change.ApplyTo(rec, now)
 	rec.Version++
-	s.records[key] = rec.Clone()
-	return nil
+	s.records[key] = rec
+	out := rec.Clone()
+	out.LoadedAt = now
+	return out, nil
 }
 
 // Update implements Store. The store's lock is held while fn runs.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session/migrations"
@@ -67,7 +68,7 @@ type PostgresStore struct {
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, replace, version, lockForUpdate, update, touch,
+	load, insert, apply, lockForUpdate, update, touch,
 	delete, deleteUser, listUser, prune, stats string
 }
 
@@ -81,9 +82,12 @@ func newStatements(t string) statements {
 	return statements{
 		load:   "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
 		insert: "INSERT INTO " + t + " (id, " + columns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
-		replace: "UPDATE " + t + " SET data = $3, user_id = $4, persistent = $5, created_at = $6, expires_at = $7, idle_expires_at = $8, version = version + 1" +
-			" WHERE id = $1 AND version = $2 AND " + live + " RETURNING version",
-		version:       "SELECT version FROM " + t + " WHERE id = $1 AND " + live,
+		// The jsonb operators apply the change to the row as it is now,
+		// under the row lock the UPDATE takes: no read-modify-write race.
+		apply: "UPDATE " + t + " SET data = (CASE WHEN $2 THEN '{}'::jsonb ELSE data END - $3::text[]) || $4::jsonb," +
+			" user_id = CASE WHEN $5 THEN $6 ELSE user_id END, persistent = COALESCE($7, persistent)," +
+			" idle_expires_at = CASE WHEN $8::bigint > 0 THEN LEAST(now() + $8::bigint * interval '1 microsecond', expires_at) ELSE idle_expires_at END," +
+			" version = version + 1 WHERE id = $1 AND " + live + " RETURNING " + columns + ", now()",
 		lockForUpdate: "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
 		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, created_at = $5, expires_at = $6, idle_expires_at = $7, version = version + 1" +
 			" WHERE id = $1 RETURNING version",
@@ -291,27 +295,26 @@ func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) err
 	return nil
 }
 
-// Replace implements Store as a conditional UPDATE. Only when it matches no
-// row does a second query tell a stale version from a missing record.
-func (s *PostgresStore) Replace(ctx context.Context, key string, rec *Record) error {
-	data, err := encodeValues(rec.Values)
+// Apply implements Store in one UPDATE.
+func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+	set, err := encodeValues(change.Set)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var version int64
-	err = s.pool.QueryRow(ctx, s.statement.replace, key, rec.Version, data, nullString(rec.UserID),
-		rec.Persistent, rec.Created, rec.Expiry, nullTime(rec.IdleExpiry)).Scan(&version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = s.pool.QueryRow(ctx, s.statement.version, key).Scan(&version)
-		if err == nil {
-			return ErrConflict
-		}
+	deleted := change.Delete
+	if deleted == nil {
+		deleted = []string{}
 	}
+	var userID *string
+	if change.UserID != nil {
+		userID = nullString(*change.UserID)
+	}
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.apply, key, change.Clear, deleted, set,
+		change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds()))
 	if err != nil {
-		return s.fail(ctx, "replace", err)
+		return nil, s.fail(ctx, "apply", err)
 	}
-	rec.Version = version
-	return nil
+	return rec, nil
 }
 
 // Update implements Store in one transaction holding the row lock from
@@ -597,8 +600,8 @@ func scanRecord(row pgx.Row) (*Record, error) {
 	var (
 		rec    Record
 		data   []byte
-		userID *string
-		idle   *time.Time
+		userID pgtype.Text
+		idle   pgtype.Timestamptz
 	)
 	if err := row.Scan(&data, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idle, &rec.Version, &rec.LoadedAt); err != nil {
 		return nil, err
@@ -609,11 +612,9 @@ func scanRecord(row pgx.Row) (*Record, error) {
 	if rec.Values == nil {
 		rec.Values = map[string]json.RawMessage{}
 	}
-	if userID != nil {
-		rec.UserID = *userID
-	}
-	if idle != nil {
-		rec.IdleExpiry = *idle
+	rec.UserID = userID.String // "" for NULL
+	if idle.Valid {
+		rec.IdleExpiry = idle.Time
 	}
 	return &rec, nil
 }

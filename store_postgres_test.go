@@ -281,10 +281,13 @@ func TestPostgresRoundTrips(t *testing.T) {
 	}{
 		{"Insert", func() error { return s.Insert(ctx, "k", rec) }, 1},
 		{"Load", func() error { _, err := s.Load(ctx, "k"); return err }, 1},
-		{"Replace", func() error { return s.Replace(ctx, "k", rec) }, 1},
+		{"Apply", func() error { _, err := s.Apply(ctx, "k", session.Change{Set: rec.Values}); return err }, 1},
 		{"Touch", func() error { return s.Touch(ctx, "k", time.Now().Add(time.Minute)) }, 1},
 		{"Load missing", func() error { _, err := s.Load(ctx, "missing"); return ignore(err, session.ErrNotFound) }, 1},
-		{"Replace stale", func() error { rec.Version = 1; return ignore(s.Replace(ctx, "k", rec), session.ErrConflict) }, 2},
+		{"Apply missing", func() error {
+			_, err := s.Apply(ctx, "missing", session.Change{})
+			return ignore(err, session.ErrNotFound)
+		}, 1},
 	}
 	for _, step := range steps {
 		before := counter.total()
@@ -433,7 +436,7 @@ func TestPostgresOutage(t *testing.T) {
 		{"Insert", func(ctx context.Context) error {
 			return s.Insert(ctx, "k2", &session.Record{Expiry: time.Now().Add(time.Hour)})
 		}},
-		{"Replace", func(ctx context.Context) error { return s.Replace(ctx, "k", rec) }},
+		{"Apply", func(ctx context.Context) error { _, err := s.Apply(ctx, "k", session.Change{}); return err }},
 		{"Update", func(ctx context.Context) error {
 			_, err := s.Update(ctx, "k", func(*session.Record) error { return nil })
 			return err

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -48,9 +49,10 @@ var cases = []struct {
 	{"InsertAnonymousWithoutValues", testInsertAnonymous},
 	{"InsertExistingConflicts", testInsertConflict},
 	{"ExpiredIsNotFound", testExpired},
-	{"ReplaceCurrentVersion", testReplace},
-	{"ReplaceStaleVersionConflicts", testReplaceStale},
-	{"ReplaceDeletedDoesNotRecreate", testReplaceDeleted},
+	{"Apply", testApply},
+	{"ApplyCapsIdleExpiryAtExpiry", testApplyCapsIdle},
+	{"ApplyConcurrentKeysAllLand", testApplyConcurrent},
+	{"ApplyDeletedDoesNotRecreate", testApplyDeleted},
 	{"Update", testUpdate},
 	{"UpdateErrorStoresNothing", testUpdateError},
 	{"UpdateMissing", testUpdateMissing},
@@ -253,10 +255,9 @@ func testExpired(t *testing.T, s session.Store) {
 			tc.modify(rec)
 			key := insert(t, s, rec)
 			wantNotFound(t, s, key)
-			live := newRecord("user-1", map[string]string{"a": `2`})
-			live.Version = 1
-			if err := s.Replace(ctx(t), key, live); !errors.Is(err, session.ErrNotFound) {
-				t.Errorf("Replace = %v; want ErrNotFound", err)
+			change := session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`2`)}, IdleTimeout: time.Hour}
+			if _, err := s.Apply(ctx(t), key, change); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("Apply = %v; want ErrNotFound", err)
 			}
 			called := false
 			if _, err := s.Update(ctx(t), key, func(*session.Record) error { called = true; return nil }); !errors.Is(err, session.ErrNotFound) {
@@ -273,62 +274,91 @@ func testExpired(t *testing.T, s session.Store) {
 	}
 }
 
-func testReplace(t *testing.T, s session.Store) {
-	key := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	rec := load(t, s, key)
-	rec.Values["a"] = json.RawMessage(`2`)
-	rec.Values["b"] = json.RawMessage(`"new"`)
-	rec.UserID = "user-2"
-	rec.Persistent = true
-	rec.Expiry = rec.Expiry.Add(time.Hour)
-	rec.IdleExpiry = time.Time{}
-	if err := s.Replace(ctx(t), key, rec); err != nil {
-		t.Fatalf("Replace: %v", err)
+func testApply(t *testing.T, s session.Store) {
+	orig := newRecord("user-1", map[string]string{"a": `1`, "b": `2`, "c": `3`})
+	key := insert(t, s, orig)
+	user, persistent := "user-2", true
+	got, err := s.Apply(ctx(t), key, session.Change{
+		Delete:      []string{"b", "never-set"},
+		Set:         map[string]json.RawMessage{"a": json.RawMessage(`"two"`), "d": json.RawMessage(`{"new": true}`)},
+		UserID:      &user,
+		Persistent:  &persistent,
+		IdleTimeout: 2 * time.Hour,
+	})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
 	}
-	if rec.Version != 2 {
-		t.Errorf("after Replace rec.Version = %d; want 2", rec.Version)
-	}
-	got := load(t, s, key)
-	checkRecord(t, got, rec)
+	want := newRecord("user-2", map[string]string{"a": `"two"`, "c": `3`, "d": `{"new": true}`})
+	want.Persistent = true
+	want.Created, want.Expiry = orig.Created, orig.Expiry
+	want.IdleExpiry = got.LoadedAt.Add(2 * time.Hour)
+	checkRecord(t, got, want)
+	checkLoadedAt(t, got)
 	if got.Version != 2 {
-		t.Errorf("Version = %d; want 2", got.Version)
+		t.Errorf("Apply returned Version %d; want 2", got.Version)
 	}
-	if err := s.Replace(ctx(t), key, rec); err != nil {
-		t.Fatalf("second Replace with the version the first returned: %v", err)
+	loaded := load(t, s, key)
+	checkRecord(t, loaded, want)
+	if loaded.Version != 2 {
+		t.Errorf("Version = %d; want 2", loaded.Version)
 	}
-	if rec.Version != 3 {
-		t.Errorf("after second Replace rec.Version = %d; want 3", rec.Version)
+
+	// Clear comes first, then Set; a nil UserID and Persistent change
+	// neither, and no IdleTimeout leaves the idle expiry alone.
+	got, err = s.Apply(ctx(t), key, session.Change{Clear: true, Set: map[string]json.RawMessage{"e": json.RawMessage(`5`)}})
+	if err != nil {
+		t.Fatalf("second Apply: %v", err)
+	}
+	want.Values = map[string]json.RawMessage{"e": json.RawMessage(`5`)}
+	checkRecord(t, got, want)
+	if got.Version != 3 {
+		t.Errorf("second Apply returned Version %d; want 3", got.Version)
+	}
+	checkRecord(t, load(t, s, key), want)
+}
+
+func testApplyCapsIdle(t *testing.T, s session.Store) {
+	rec := newRecord("user-1", nil)
+	key := insert(t, s, rec)
+	got, err := s.Apply(ctx(t), key, session.Change{IdleTimeout: 48 * time.Hour})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry", got.IdleExpiry, rec.Expiry)
+}
+
+// testApplyConcurrent is the property the Manager relies on for "no lost
+// updates": concurrent changes to different keys all land.
+func testApplyConcurrent(t *testing.T, s session.Store) {
+	const writers = 16
+	key := insert(t, s, newRecord("user-1", map[string]string{"base": `0`}))
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			change := session.Change{Set: map[string]json.RawMessage{fmt.Sprintf("k%02d", i): json.RawMessage(fmt.Sprint(i))}}
+			if _, err := s.Apply(ctx(t), key, change); err != nil {
+				t.Errorf("Apply %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	got := load(t, s, key)
+	if len(got.Values) != writers+1 {
+		t.Errorf("%d values after %d concurrent Applies of different keys; want %d: %v", len(got.Values), writers, writers+1, got.Values)
+	}
+	if got.Version != writers+1 {
+		t.Errorf("Version = %d; want %d", got.Version, writers+1)
 	}
 }
 
-func testReplaceStale(t *testing.T, s session.Store) {
+func testApplyDeleted(t *testing.T, s session.Store) {
 	key := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	winner, loser := load(t, s, key), load(t, s, key)
-	winner.Values["a"] = json.RawMessage(`"winner"`)
-	if err := s.Replace(ctx(t), key, winner); err != nil {
-		t.Fatalf("first Replace: %v", err)
-	}
-	loser.Values["a"] = json.RawMessage(`"loser"`)
-	loser.UserID = "someone-else"
-	if err := s.Replace(ctx(t), key, loser); !errors.Is(err, session.ErrConflict) {
-		t.Fatalf("Replace with a stale version = %v; want ErrConflict", err)
-	}
-	got := load(t, s, key)
-	checkRecord(t, got, winner)
-	if got.Version != 2 {
-		t.Errorf("Version = %d; want 2", got.Version)
-	}
-}
-
-func testReplaceDeleted(t *testing.T, s session.Store) {
-	key := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	rec := load(t, s, key)
 	if err := s.Delete(ctx(t), key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	rec.Values["a"] = json.RawMessage(`2`)
-	if err := s.Replace(ctx(t), key, rec); !errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("Replace after Delete = %v; want ErrNotFound", err)
+	change := session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`2`)}}
+	if _, err := s.Apply(ctx(t), key, change); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Apply after Delete = %v; want ErrNotFound", err)
 	}
 	wantNotFound(t, s, key)
 }
