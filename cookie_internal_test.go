@@ -290,3 +290,54 @@ func FuzzCookieDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifiedCookieCache checks the cache that spares a browser's repeated
+// cookie the HMAC: only values that verified are kept, each for
+// verifiedCacheTTL, and never more than verifiedCacheSize of them.
+func TestVerifiedCookieCache(t *testing.T) {
+	codec, err := newCookieCodec("session", time.Hour, "secret-for-the-cache-test-0123456789abcdef", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	codec.now = func() time.Time { return now }
+	token := newToken()
+	value, err := codec.encode(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, _, ok := codec.decode(value[:len(value)-2]); ok || len(codec.verified) != 0 {
+		t.Fatalf("a value that does not verify was accepted or cached (%d entries)", len(codec.verified))
+	}
+	if got, _, ok := codec.decode(value); !ok || got != token {
+		t.Fatalf("decode = %q, %v; want the token", got, ok)
+	}
+	if v, ok := codec.verified[value]; !ok || v.token != token || !v.until.Equal(now.Add(verifiedCacheTTL)) {
+		t.Fatalf("cache entry = %+v, %v; want the token until now+TTL", v, ok)
+	}
+
+	// A cached entry past its TTL is verified afresh, not trusted: with the
+	// entry poisoned, only a real verification returns the right token.
+	codec.verified[value] = verifiedCookie{token: "poisoned", until: now.Add(verifiedCacheTTL)}
+	if got, _, _ := codec.decode(value); got != "poisoned" {
+		t.Fatalf("within its TTL the cached entry was not used (got %q)", got)
+	}
+	now = now.Add(verifiedCacheTTL)
+	if got, _, ok := codec.decode(value); !ok || got != token {
+		t.Fatalf("after the TTL decode = %q, %v; want the token verified again", got, ok)
+	}
+
+	for range verifiedCacheSize + 10 {
+		v, err := codec.encode(newToken())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, ok := codec.decode(v); !ok {
+			t.Fatal("a fresh cookie does not verify")
+		}
+	}
+	if n := len(codec.verified); n != verifiedCacheSize {
+		t.Errorf("cache holds %d entries; want the cap, %d", n, verifiedCacheSize)
+	}
+}

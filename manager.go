@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	codec.now = m.now
 	m.codec = codec
 	m.cookies = cookieTemplate{
 		name:     m.cfg.CookieName,
