@@ -128,6 +128,15 @@ func (c *cookieCodec) decode(value string) (token string, rotated bool, ok bool)
 	if hit && now.Before(v.until) {
 		return v.token, v.rotated, true
 	}
+	token, rotated, ok = c.verify(value)
+	if ok {
+		c.remember(value, verifiedCookie{token: token, rotated: rotated, until: now.Add(verifiedCacheTTL)})
+	}
+	return token, rotated, ok
+}
+
+// verify checks value's signature with each secret in turn, current first.
+func (c *cookieCodec) verify(value string) (token string, rotated bool, ok bool) {
 	for i, sc := range c.codecs {
 		var raw []byte
 		if err := sc.Decode(c.name, value, &raw); err != nil {
@@ -136,7 +145,6 @@ func (c *cookieCodec) decode(value string) (token string, rotated bool, ok bool)
 		if !validToken(string(raw)) {
 			return "", false, false
 		}
-		c.remember(value, verifiedCookie{token: string(raw), rotated: i > 0, until: now.Add(verifiedCacheTTL)})
 		return string(raw), i > 0, true
 	}
 	return "", false, false
