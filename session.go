@@ -162,8 +162,12 @@ func (s *Session) adopt(token string, rec *Record) {
 	s.rec = rec
 	s.storeOffset = rec.LoadedAt.Sub(s.m.now())
 	// The session takes the map over: every caller passes a record of its
-	// own, and nothing reads s.rec.Values afterwards.
-	s.values, rec.Values = rec.Values, nil
+	// own, and nothing reads s.rec.Values afterwards. A record from
+	// Store.Apply carries none: the session's own values, which the save
+	// just stored, stay.
+	if rec.Values != nil {
+		s.values, rec.Values = rec.Values, nil
+	}
 	if s.values == nil {
 		s.values = map[string]json.RawMessage{}
 	}
@@ -625,8 +629,10 @@ func (s *Session) applyUnloaded() (saved bool, err error) {
 		rec, err := s.m.store.Apply(ctx, storeKey(token), s.pendingChange())
 		switch {
 		case err == nil:
-			s.loaded = true
 			s.adopt(token, rec)
+			// Still unloaded: the session holds only this request's changes,
+			// so a read after the response loads it whole.
+			s.values = nil
 			s.rotated = rotated
 			// The previous deadline is unknown: re-send the cookie if an idle
 			// timeout may have moved it.

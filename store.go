@@ -49,7 +49,9 @@ type Store interface {
 
 	// Apply applies change atomically to the live record under key, stores
 	// the next version, and returns the record as stored, with LoadedAt set
-	// to the store's clock. It returns ErrNotFound if there is no live
+	// to the store's clock, but without its Values (nil): the caller knows
+	// its own changes, and sending the whole session back would make every
+	// write cost twice its size. It returns ErrNotFound if there is no live
 	// record.
 	Apply(ctx context.Context, key string, change Change) (*Record, error)
 

@@ -77,9 +77,10 @@ func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Re
 	change.ApplyTo(rec, now)
 	rec.Version++
 	s.records[key] = rec
-	out := rec.Clone()
+	out := *rec
+	out.Values = nil // see Store.Apply
 	out.LoadedAt = now
-	return out, nil
+	return &out, nil
 }
 
 // Update implements Store. The store's lock is held while fn runs.

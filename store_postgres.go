@@ -78,7 +78,10 @@ type statements struct {
 const live = "LEAST(expires_at, idle_expires_at) > now()"
 
 func newStatements(t string) statements {
-	const columns = "data, user_id, persistent, created_at, expires_at, idle_expires_at, version"
+	const (
+		metadata = "user_id, persistent, created_at, expires_at, idle_expires_at, version"
+		columns  = "data, " + metadata
+	)
 	return statements{
 		load:   "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
 		insert: "INSERT INTO " + t + " (id, " + columns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
@@ -87,7 +90,7 @@ func newStatements(t string) statements {
 		apply: "UPDATE " + t + " SET data = (CASE WHEN $2 THEN '{}'::jsonb ELSE data END - $3::text[]) || $4::jsonb," +
 			" user_id = CASE WHEN $5 THEN $6 ELSE user_id END, persistent = COALESCE($7, persistent)," +
 			" idle_expires_at = CASE WHEN $8::bigint > 0 THEN LEAST(now() + $8::bigint * interval '1 microsecond', expires_at) ELSE idle_expires_at END," +
-			" version = version + 1 WHERE id = $1 AND " + live + " RETURNING " + columns + ", now()",
+			" version = version + 1 WHERE id = $1 AND " + live + " RETURNING " + metadata + ", now()",
 		lockForUpdate: "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
 		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, created_at = $5, expires_at = $6, idle_expires_at = $7, version = version + 1" +
 			" WHERE id = $1 RETURNING version",
@@ -309,8 +312,9 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 	if change.UserID != nil {
 		userID = nullString(*change.UserID)
 	}
-	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.apply, key, change.Clear, deleted, set,
-		change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds()))
+	row := s.pool.QueryRow(ctx, s.statement.apply, key, change.Clear, deleted, set,
+		change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds())
+	rec, err := scanMetadata(row)
 	if err != nil {
 		return nil, s.fail(ctx, "apply", err)
 	}
@@ -597,13 +601,9 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 
 // scanRecord reads the columns of statements.load.
 func scanRecord(row pgx.Row) (*Record, error) {
-	var (
-		rec    Record
-		data   []byte
-		userID pgtype.Text
-		idle   pgtype.Timestamptz
-	)
-	if err := row.Scan(&data, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idle, &rec.Version, &rec.LoadedAt); err != nil {
+	var data []byte
+	rec, err := scanInto(row, &data)
+	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(data, &rec.Values); err != nil {
@@ -611,6 +611,26 @@ func scanRecord(row pgx.Row) (*Record, error) {
 	}
 	if rec.Values == nil {
 		rec.Values = map[string]json.RawMessage{}
+	}
+	return rec, nil
+}
+
+// scanMetadata reads the columns of statements.apply: all but the values.
+func scanMetadata(row pgx.Row) (*Record, error) {
+	return scanInto(row)
+}
+
+// scanInto scans the leading destinations (the data column, when
+// selected), then the metadata columns and now().
+func scanInto(row pgx.Row, leading ...any) (*Record, error) {
+	var (
+		rec    Record
+		userID pgtype.Text
+		idle   pgtype.Timestamptz
+	)
+	dest := append(leading, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idle, &rec.Version, &rec.LoadedAt)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
 	}
 	rec.UserID = userID.String // "" for NULL
 	if idle.Valid {

@@ -15,27 +15,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_file=.env
 
-# run_sessionctl ARGS...: sessionctl from PATH if installed, else built from
-# this repository (what "go run" does, but run here, so .env means ./.env).
-run_sessionctl() {
-  if command -v sessionctl >/dev/null 2>&1; then
-    sessionctl "$@"
-    return
-  fi
-  if ! command -v go >/dev/null 2>&1; then
-    echo "sessionctl is not installed and Go is not available to build it: go install github.com/smartscheduler/session/cmd/sessionctl@latest" >&2
-    return 1
-  fi
-  local tmp status=0
-  tmp="$(mktemp -d)"
-  if ! (cd "$here/../.." && go build -o "$tmp/sessionctl" ./cmd/sessionctl); then
-    rm -rf "$tmp"
-    return 1
-  fi
-  "$tmp/sessionctl" "$@" || status=$?
-  rm -rf "$tmp"
-  return "$status"
-}
+# shellcheck source=sessionctl.sh
+source "$here/sessionctl.sh"
 
 # has_key KEY: whether .env assigns KEY (with or without "export ").
 has_key() {
