@@ -23,8 +23,9 @@
 //   - Concurrent requests that change different keys of one session lose
 //     nothing: a save sends only the request's own changes, which the store
 //     applies atomically to the session as it is at that moment.
-//   - A destroyed or renewed session is never re-created by a request that
-//     was in flight; that request's response clears the cookie.
+//   - A destroyed or renewed session is never brought back by a request
+//     that was in flight; that request's response clears the cookie, or
+//     starts a new, empty session if it wrote.
 //   - The session is saved and its cookie set before the response headers
 //     leave, so a redirect after sign-in never races the save.
 //   - A tampered, expired or otherwise unverifiable cookie is a new session,

@@ -105,7 +105,10 @@ func (w *responseWriter) FlushError() error {
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack implements http.Hijacker for WebSocket upgrades and the like.
+// Hijack implements http.Hijacker for WebSocket upgrades and the like. The
+// session is saved first, but its cookie is only in the header map, which a
+// hijacked connection never writes: make session changes (a sign-in, a
+// Renew) in an ordinary request before upgrading.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.commit()
 	if w.failed {

@@ -145,10 +145,8 @@ func (s *Session) load() error {
 // expired, pruned): it is cleared so the browser stops sending it, unless
 // the response stores a new session. Called with s.mu held.
 func (s *Session) startNew(pending []change, staleCookie bool) {
+	s.reset()
 	s.loaded = true
-	s.values = map[string]json.RawMessage{}
-	s.persistent = true
-	s.changes = nil
 	s.clearCookie = staleCookie
 	for _, c := range pending {
 		s.record(c)
@@ -303,7 +301,8 @@ func (s *Session) record(c change) {
 	s.changes = append(s.changes, c)
 }
 
-// Delete removes key from the session.
+// Delete removes key from the session. After the response's headers have
+// left it does nothing (see ErrCommitted).
 func (s *Session) Delete(key string) {
 	defer s.mu.Unlock()
 	if s.beginWrite() != nil {
@@ -318,16 +317,28 @@ func (s *Session) Delete(key string) {
 	}
 }
 
-// Pop returns the value under key as a T and removes it, as Value does.
+// Pop returns the value under key as a T and removes it, in one step, as
+// one-time values (flash messages, OAuth state, nonces) need. After the
+// response's headers have left the removal could not be saved, so Pop then
+// returns nothing.
 func Pop[T any](s *Session, key string) (T, bool) {
-	v, ok := Value[T](s, key)
-	if ok {
-		s.Delete(key)
+	var v T
+	defer s.mu.Unlock()
+	if s.beginChange() != nil {
+		return v, false
 	}
-	return v, ok
+	raw, ok := s.values[key]
+	if !ok || json.Unmarshal(raw, &v) != nil {
+		return v, false
+	}
+	s.size -= len(key) + len(raw)
+	s.record(change{key: key, del: true})
+	return v, true
 }
 
 // Clear removes every value, keeping the session itself and its user.
+// After the response's headers have left it does nothing (see
+// ErrCommitted).
 func (s *Session) Clear() {
 	defer s.mu.Unlock()
 	if s.beginWrite() != nil || (s.loaded && len(s.values) == 0) {
@@ -491,6 +502,11 @@ func (s *Session) reset() {
 // rate limits exact under concurrent requests. The session's other pending
 // changes are saved in the same step. If fn returns an error nothing is
 // saved and Update returns it.
+//
+// fn runs with the session locked, in this request and in the store
+// (PostgreSQL: a row lock and a pool connection; the memory store: the
+// whole store). It must not call methods of s, which would deadlock, and
+// should not block.
 func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error)) (T, error) {
 	var result T
 	s.mu.Lock()
@@ -505,6 +521,9 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 		// Update works on a stored row: store the session first.
 		if err := s.insert(); err != nil {
 			return result, err
+		}
+		if s.rec == nil {
+			return result, fmt.Errorf("session: updating: the session ended meanwhile: %w", ErrNotFound)
 		}
 	}
 	ctx, cancel := s.m.storeContext(s.ctx)
@@ -541,7 +560,7 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 	if err != nil {
 		return result, err
 	}
-	s.adopt(s.token, rec)
+	s.adoptSaved(rec)
 	return result, nil
 }
 
@@ -610,11 +629,18 @@ func (s *Session) save() error {
 	if err != nil {
 		return fmt.Errorf("session: saving: %w", err)
 	}
-	if !rec.Deadline().Equal(s.rec.Deadline()) || s.metaChanged {
+	s.adoptSaved(rec)
+	return nil
+}
+
+// adoptSaved is adopt after a write to the stored session: the cookie is
+// re-sent when the write moved the deadline or changed the persistence.
+// Called with s.mu held.
+func (s *Session) adoptSaved(rec *Record) {
+	if s.metaChanged || !rec.Deadline().Equal(s.rec.Deadline()) {
 		s.sendCookie = true
 	}
 	s.adopt(s.token, rec)
-	return nil
 }
 
 // applyUnloaded saves changes recorded without a load (see beginWrite) in
@@ -684,19 +710,29 @@ func (s *Session) insert() error {
 	ctx, cancel := s.m.storeContext(s.ctx)
 	defer cancel()
 	rec := s.m.newRecord(s.now())
-	rec.Values = maps.Clone(s.values)
-	rec.UserID = s.userID
-	rec.Persistent = s.persistent
 	token := newToken()
-	if err := s.m.store.Insert(ctx, storeKey(token), rec); err != nil {
-		return fmt.Errorf("session: saving new session: %w", err)
-	}
 	if s.rec != nil {
-		if err := s.m.store.Delete(ctx, storeKey(s.token)); err != nil {
-			return fmt.Errorf("session: deleting the renewed session's old token: %w", err)
+		// A renewal moves the session as it is stored now, with this
+		// request's changes, so that neither a logout nor a write by
+		// another request in the meantime is undone.
+		moved, err := s.m.store.Rekey(ctx, storeKey(s.token), storeKey(token), s.pendingChange(), rec)
+		if errors.Is(err, ErrNotFound) {
+			s.reset() // ended meanwhile: never re-created
+			return nil
 		}
+		if err != nil {
+			return fmt.Errorf("session: renewing: %w", err)
+		}
+		rec = moved
+	} else {
+		rec.Values = maps.Clone(s.values)
+		rec.UserID = s.userID
+		rec.Persistent = s.persistent
+		if err := s.m.store.Insert(ctx, storeKey(token), rec); err != nil {
+			return fmt.Errorf("session: saving new session: %w", err)
+		}
+		rec.LoadedAt = s.now()
 	}
-	rec.LoadedAt = s.now()
 	s.adopt(token, rec)
 	s.renew = false
 	s.sendCookie = true
@@ -726,7 +762,7 @@ func (s *Session) commit(w http.ResponseWriter) error {
 	}
 	if s.clearCookie && !s.sendCookie { // destroyed here, or ended by another request
 		http.SetCookie(w, s.m.cookies.expired())
-		h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+		h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 		return nil
 	}
 	if !s.sendCookie || s.rec == nil {
@@ -738,6 +774,6 @@ func (s *Session) commit(w http.ResponseWriter) error {
 	}
 	now := s.m.now()
 	http.SetCookie(w, s.m.cookies.cookie(value, s.persistent, s.rec.Deadline().Add(-s.storeOffset), now))
-	h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 	return nil
 }

@@ -620,3 +620,111 @@ func TestWriteBeforeRead(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewDoesNotUndoOtherRequests renews a session that another request
+// changed or ended after this one loaded it: a logout stays a logout, and an
+// acknowledged write moves into the renewed session.
+func TestRenewDoesNotUndoOtherRequests(t *testing.T) {
+	t.Parallel()
+	onEachStore(t, func(t *testing.T, start startFunc) {
+		loaded, release := make(chan struct{}), make(chan struct{})
+		mux := http.NewServeMux()
+		mux.Handle("/", appHandler())
+		mux.Handle("/slow-renew", handlerFunc(func(s *session.Session, r *http.Request) error {
+			if err := s.Err(); err != nil {
+				return err
+			}
+			loaded <- struct{}{}
+			<-release
+			return s.Renew()
+		}))
+		ts, records := start(mux)
+		renewAfter := func(c *http.Client, meanwhile func()) *http.Response {
+			t.Helper()
+			done := make(chan *http.Response, 1)
+			go func() {
+				resp, err := c.Get(ts.URL + "/slow-renew")
+				if err != nil {
+					t.Error(err)
+					done <- nil
+					return
+				}
+				resp.Body.Close()
+				done <- resp
+			}()
+			<-loaded
+			meanwhile()
+			release <- struct{}{}
+			return <-done
+		}
+
+		loggedOut := ts.client(t)
+		fetchOK(t, loggedOut, ts.URL+"/login?user=ada")
+		resp := renewAfter(loggedOut, func() { fetchOK(t, loggedOut, ts.URL+"/destroy") })
+		if resp == nil {
+			return
+		}
+		if ck := setCookie(resp, "session"); ck != nil && ck.MaxAge > 0 {
+			t.Errorf("a renewal after a logout issued a live cookie %v", ck)
+		}
+		if n := records(); n != 0 {
+			t.Errorf("store holds %d records after logout then renewal; the session came back", n)
+		}
+		if _, body := fetchOK(t, loggedOut, ts.URL+"/whoami"); body != "" {
+			t.Errorf("signed in as %q after logout", body)
+		}
+
+		shopper := ts.client(t)
+		fetchOK(t, shopper, ts.URL+"/login?user=grace")
+		renewAfter(shopper, func() { fetchOK(t, shopper, ts.URL+"/set?cart=book") })
+		if _, body := fetchOK(t, shopper, ts.URL+"/get?key=cart"); body != "book" {
+			t.Errorf("cart = %q after a renewal raced the write; want the acknowledged write kept", body)
+		}
+		if _, body := fetchOK(t, shopper, ts.URL+"/whoami"); body != "grace" {
+			t.Errorf("whoami = %q after renewal; want grace", body)
+		}
+	})
+}
+
+// TestUpdateResendsMovedCookie: an Update slides the idle expiry like any
+// write, so its response must carry the cookie with the new expiry, or the
+// browser drops a session the server still holds.
+func TestUpdateResendsMovedCookie(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.Handle("/incr", handlerFunc(func(s *session.Session, r *http.Request) error {
+		_, err := session.Update(s, "n", func(n int, _ bool) (int, error) { return n + 1, nil })
+		return err
+	}))
+	ts := startServer(t, serverSetup{cfg: session.Config{IdleTimeout: 30 * time.Minute}}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/incr")
+	ts.clock.Advance(20 * time.Minute)
+	resp, _ := fetchOK(t, c, ts.URL+"/incr")
+	ck := setCookie(resp, "session")
+	if ck == nil {
+		t.Fatal("an Update that moved the idle expiry sent no cookie")
+	}
+	if want := ts.clock.Now().Add(30 * time.Minute); !ck.Expires.Equal(want) {
+		t.Errorf("cookie expires %v; want the moved deadline %v", ck.Expires, want)
+	}
+}
+
+// TestCacheControlKept: the session's no-cache="Set-Cookie" joins the
+// handler's Cache-Control instead of replacing it.
+func TestCacheControlKept(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverSetup{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if err := session.FromContext(r.Context()).Set("k", 1); err != nil {
+			t.Error(err)
+		}
+		io.WriteString(w, "private")
+	}))
+	resp, _ := fetchOK(t, ts.client(t), ts.URL)
+	got := resp.Header.Values("Cache-Control")
+	if !slices.Contains(got, "no-store") || !slices.Contains(got, `no-cache="Set-Cookie"`) {
+		t.Errorf("Cache-Control = %q; want the handler's no-store kept beside no-cache=\"Set-Cookie\"", got)
+	}
+}

@@ -22,7 +22,10 @@ import (
 //     missing one: Load, Apply, Update and Touch return ErrNotFound for it.
 //     Stores compare expiry with their own clock (PostgreSQL: the database's
 //     now()) and report it in Record.LoadedAt, so the Manager computes new
-//     deadlines from that same clock.
+//     deadlines of a stored session from that same clock (Apply slides the
+//     idle expiry by it directly). Only a brand-new session's first
+//     deadlines come from the application's clock, which is why
+//     `sessionctl check` warns when the two drift apart.
 //   - Version counts committed changes. Insert stores version 1; Apply and
 //     Update store the next version; Touch leaves it alone.
 //   - Apply changes the record as it is in the store at that moment, not as
@@ -55,6 +58,15 @@ type Store interface {
 	// record.
 	Apply(ctx context.Context, key string, change Change) (*Record, error)
 
+	// Rekey moves the live record under oldKey to newKey in one atomic step
+	// (a renewal), applying change to it as it is at that moment and giving
+	// it fresh's Created, Expiry and IdleExpiry, as version 1. It returns
+	// the moved record, Values included, with LoadedAt set, or ErrNotFound
+	// if no live record is under oldKey: a session deleted meanwhile is
+	// never re-created, and a change another request applied meanwhile
+	// moves with it.
+	Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error)
+
 	// Update runs fn on the current record with no other writer able to
 	// change it until fn returns (PostgreSQL: in one transaction with the row
 	// locked), then stores the result under the next version. If fn returns
@@ -77,7 +89,7 @@ type Store interface {
 	DeleteUser(ctx context.Context, userID string) (int, error)
 
 	// ListUser returns a summary of every live record whose UserID is userID,
-	// newest first, without their values.
+	// newest first, without their values. An empty userID matches nothing.
 	ListUser(ctx context.Context, userID string) ([]Info, error)
 
 	// Prune removes expired records and returns how many it removed. The

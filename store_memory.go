@@ -83,6 +83,29 @@ func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Re
 	return &out, nil
 }
 
+// Rekey implements Store.
+func (s *MemoryStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	current, ok := s.live(oldKey, now)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if _, taken := s.records[newKey]; taken {
+		return nil, ErrConflict
+	}
+	rec := current.Clone()
+	change.IdleTimeout = 0 // fresh sets the deadlines
+	change.ApplyTo(rec, now)
+	rec.Created, rec.Expiry, rec.IdleExpiry, rec.Version = fresh.Created, fresh.Expiry, fresh.IdleExpiry, 1
+	delete(s.records, oldKey)
+	s.records[newKey] = rec
+	out := rec.Clone()
+	out.LoadedAt = now
+	return out, nil
+}
+
 // Update implements Store. The store's lock is held while fn runs.
 func (s *MemoryStore) Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	s.mu.Lock()
@@ -138,6 +161,9 @@ func (s *MemoryStore) DeleteUser(ctx context.Context, userID string) (int, error
 
 // ListUser implements Store.
 func (s *MemoryStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
+	if userID == "" {
+		return nil, nil // see Store.ListUser
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()

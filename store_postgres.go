@@ -68,7 +68,7 @@ type PostgresStore struct {
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, apply, lockForUpdate, update, touch,
+	load, insert, apply, rekey, lockForUpdate, update, touch,
 	delete, deleteUser, listUser, prune, stats string
 }
 
@@ -91,6 +91,12 @@ func newStatements(t string) statements {
 			" user_id = CASE WHEN $5 THEN $6 ELSE user_id END, persistent = COALESCE($7, persistent)," +
 			" idle_expires_at = CASE WHEN $8::bigint > 0 THEN LEAST(now() + $8::bigint * interval '1 microsecond', expires_at) ELSE idle_expires_at END," +
 			" version = version + 1 WHERE id = $1 AND " + live + " RETURNING " + metadata + ", now()",
+		// DELETE waits for a concurrent writer's row lock and returns the
+		// row as that writer left it; no row means no session to move.
+		rekey: "WITH old AS (DELETE FROM " + t + " WHERE id = $1 AND " + live + " RETURNING data, user_id, persistent)" +
+			" INSERT INTO " + t + " (id, " + columns + ") SELECT $2::text, (CASE WHEN $3::boolean THEN '{}'::jsonb ELSE data END - $4::text[]) || $5::jsonb," +
+			" CASE WHEN $6::boolean THEN $7::text ELSE user_id END, COALESCE($8::boolean, persistent), $9::timestamptz, $10::timestamptz, $11::timestamptz, 1" +
+			" FROM old RETURNING " + columns + ", now()",
 		lockForUpdate: "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
 		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, created_at = $5, expires_at = $6, idle_expires_at = $7, version = version + 1" +
 			" WHERE id = $1 RETURNING version",
@@ -300,6 +306,37 @@ func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) err
 
 // Apply implements Store in one UPDATE.
 func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+	args, err := changeArgs(change)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := scanInto(s.pool.QueryRow(ctx, s.statement.apply, append([]any{key}, args...)...))
+	if err != nil {
+		return nil, s.fail(ctx, "apply", err)
+	}
+	return rec, nil
+}
+
+// Rekey implements Store in one statement: a DELETE of the old row feeding
+// the INSERT of the new one.
+func (s *PostgresStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
+	args, err := changeArgs(change)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.rekey, append([]any{oldKey, newKey}, append(args[:len(args)-1],
+		fresh.Created, fresh.Expiry, nullTime(fresh.IdleExpiry))...)...))
+	if err != nil {
+		return nil, s.fail(ctx, "rekey", err)
+	}
+	return rec, nil
+}
+
+// changeArgs returns change as the parameters the apply and rekey
+// statements share: clear, keys deleted, values set (a jsonb object),
+// whether the user changes, the user, persistence, and last the idle
+// timeout in microseconds, which rekey does not take.
+func changeArgs(change Change) ([]any, error) {
 	set, err := encodeValues(change.Set)
 	if err != nil {
 		return nil, err
@@ -312,13 +349,7 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 	if change.UserID != nil {
 		userID = nullString(*change.UserID)
 	}
-	row := s.pool.QueryRow(ctx, s.statement.apply, key, change.Clear, deleted, set,
-		change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds())
-	rec, err := scanMetadata(row)
-	if err != nil {
-		return nil, s.fail(ctx, "apply", err)
-	}
-	return rec, nil
+	return []any{change.Clear, deleted, set, change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds()}, nil
 }
 
 // Update implements Store in one transaction holding the row lock from
@@ -615,13 +646,9 @@ func scanRecord(row pgx.Row) (*Record, error) {
 	return rec, nil
 }
 
-// scanMetadata reads the columns of statements.apply: all but the values.
-func scanMetadata(row pgx.Row) (*Record, error) {
-	return scanInto(row)
-}
-
 // scanInto scans the leading destinations (the data column, when
-// selected), then the metadata columns and now().
+// selected), then the metadata columns and now(): alone, it reads the
+// columns of statements.apply.
 func scanInto(row pgx.Row, leading ...any) (*Record, error) {
 	var (
 		rec    Record

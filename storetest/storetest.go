@@ -53,6 +53,9 @@ var cases = []struct {
 	{"ApplyCapsIdleExpiryAtExpiry", testApplyCapsIdle},
 	{"ApplyConcurrentKeysAllLand", testApplyConcurrent},
 	{"ApplyDeletedDoesNotRecreate", testApplyDeleted},
+	{"Rekey", testRekey},
+	{"RekeyMissingDoesNotCreate", testRekeyMissing},
+	{"RekeyKeepsAConcurrentApply", testRekeyConcurrent},
 	{"Update", testUpdate},
 	{"UpdateErrorStoresNothing", testUpdateError},
 	{"UpdateMissing", testUpdateMissing},
@@ -379,6 +382,69 @@ func testApplyDeleted(t *testing.T, s session.Store) {
 	wantNotFound(t, s, key)
 }
 
+func testRekey(t *testing.T, s session.Store) {
+	orig := newRecord("user-1", map[string]string{"a": `1`, "b": `2`})
+	oldKey := insert(t, s, orig)
+	fresh := newRecord("", nil)
+	fresh.Created = fresh.Created.Add(time.Minute)
+	fresh.Expiry = fresh.Expiry.Add(time.Hour)
+	fresh.IdleExpiry = fresh.IdleExpiry.Add(time.Minute)
+	user := "user-2"
+	newKey := newKey()
+	got, err := s.Rekey(ctx(t), oldKey, newKey, session.Change{Delete: []string{"b"}, Set: map[string]json.RawMessage{"c": json.RawMessage(`3`)}, UserID: &user}, fresh)
+	if err != nil {
+		t.Fatalf("Rekey: %v", err)
+	}
+	want := newRecord("user-2", map[string]string{"a": `1`, "c": `3`})
+	want.Created, want.Expiry, want.IdleExpiry = fresh.Created, fresh.Expiry, fresh.IdleExpiry
+	checkRecord(t, got, want)
+	checkLoadedAt(t, got)
+	if got.Version != 1 {
+		t.Errorf("Rekey returned Version %d; want 1", got.Version)
+	}
+	checkRecord(t, load(t, s, newKey), want)
+	wantNotFound(t, s, oldKey)
+}
+
+func testRekeyMissing(t *testing.T, s session.Store) {
+	oldKey := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
+	if err := s.Delete(ctx(t), oldKey); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	newKey := newKey()
+	if _, err := s.Rekey(ctx(t), oldKey, newKey, session.Change{}, newRecord("user-1", nil)); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Rekey of a deleted record = %v; want ErrNotFound", err)
+	}
+	wantNotFound(t, s, newKey)
+}
+
+// testRekeyConcurrent races a renewal with a write to the same session:
+// whichever commits first, the write is in the renewed record.
+func testRekeyConcurrent(t *testing.T, s session.Store) {
+	for i := range 8 {
+		oldKey := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
+		newKey := newKey()
+		var wg sync.WaitGroup
+		var applyErr error
+		wg.Go(func() {
+			_, applyErr = s.Apply(ctx(t), oldKey, session.Change{Set: map[string]json.RawMessage{"cart": json.RawMessage(fmt.Sprint(i))}})
+		})
+		if _, err := s.Rekey(ctx(t), oldKey, newKey, session.Change{}, newRecord("user-1", nil)); err != nil {
+			t.Fatalf("Rekey: %v", err)
+		}
+		wg.Wait()
+		if applyErr != nil {
+			if !errors.Is(applyErr, session.ErrNotFound) {
+				t.Fatalf("Apply racing a Rekey: %v", applyErr)
+			}
+			continue // the renewal came first: the write was refused, not lost
+		}
+		if _, ok := load(t, s, newKey).Values["cart"]; !ok {
+			t.Fatalf("round %d: a write acknowledged before the renewal is missing from the renewed record", i)
+		}
+	}
+}
+
 func testUpdate(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`})
 	key := insert(t, s, orig)
@@ -570,6 +636,9 @@ func testListUser(t *testing.T, s session.Store) {
 	}
 	if got, err := s.ListUser(ctx(t), "nobody"); err != nil || len(got) != 0 {
 		t.Errorf("ListUser of a user with no sessions = %v, %v; want none", got, err)
+	}
+	if got, err := s.ListUser(ctx(t), ""); err != nil || len(got) != 0 {
+		t.Errorf(`ListUser("") = %v, %v; want none: anonymous sessions are nobody's`, got, err)
 	}
 }
 
