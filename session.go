@@ -72,7 +72,6 @@ type sessionState struct {
 	// storeOffset converts the Manager's clock to the store's (see now).
 	storeOffset time.Duration
 	values      map[string]json.RawMessage
-	size        int
 	changes     []change // data changes not yet saved
 	userID      string
 	persistent  bool
@@ -169,7 +168,6 @@ func (s *Session) adopt(token string, rec *Record) {
 	if s.values == nil {
 		s.values = map[string]json.RawMessage{}
 	}
-	s.size = encodedSize(s.values)
 	s.changes = nil
 	s.userID = rec.UserID
 	s.persistent = rec.Persistent
@@ -281,15 +279,17 @@ func (s *Session) Set(key string, value any) error {
 
 // setRaw is Set after marshalling. Called with s.mu held.
 func (s *Session) setRaw(key string, raw json.RawMessage) error {
-	old, had := s.values[key]
-	size := s.size + len(raw) - len(old)
-	if !had {
-		size += len(key)
+	if limit := s.m.cfg.MaxSize; limit > 0 {
+		// beginWrite loaded the session, so its values are all here.
+		old, had := s.values[key]
+		size := encodedSize(s.values) + len(raw) - len(old)
+		if !had {
+			size += len(key)
+		}
+		if size > limit {
+			return fmt.Errorf("%w: setting %q would make the session %d bytes, over the %d-byte cap (SESSION_MAX_SIZE); store large data elsewhere and keep its ID in the session", ErrTooLarge, key, size, limit)
+		}
 	}
-	if limit := s.m.cfg.MaxSize; limit > 0 && size > limit {
-		return fmt.Errorf("%w: setting %q would make the session %d bytes, over the %d-byte cap (SESSION_MAX_SIZE); store large data elsewhere and keep its ID in the session", ErrTooLarge, key, size, limit)
-	}
-	s.size = size
 	s.record(change{key: key, value: raw})
 	return nil
 }
@@ -308,11 +308,7 @@ func (s *Session) Delete(key string) {
 	if s.beginWrite() != nil {
 		return
 	}
-	old, ok := s.values[key]
-	if ok {
-		s.size -= len(key) + len(old)
-	}
-	if ok || !s.loaded {
+	if _, ok := s.values[key]; ok || !s.loaded {
 		s.record(change{key: key, del: true})
 	}
 }
@@ -331,7 +327,6 @@ func Pop[T any](s *Session, key string) (T, bool) {
 	if !ok || json.Unmarshal(raw, &v) != nil {
 		return v, false
 	}
-	s.size -= len(key) + len(raw)
 	s.record(change{key: key, del: true})
 	return v, true
 }
@@ -344,7 +339,6 @@ func (s *Session) Clear() {
 	if s.beginWrite() != nil || (s.loaded && len(s.values) == 0) {
 		return
 	}
-	s.size = 0
 	s.record(change{clear: true})
 }
 
@@ -487,7 +481,6 @@ func (s *Session) reset() {
 	s.rec = nil
 	s.storeOffset = 0
 	s.values = map[string]json.RawMessage{}
-	s.size = 0
 	s.changes = nil
 	s.userID = ""
 	s.persistent = true
