@@ -67,7 +67,6 @@ type sessionState struct {
 	errSeen   bool    // the handler checked Err, so it answers the failure itself
 	committed bool    // commit ran: later changes cannot be saved
 	token     string  // "" until the session has one
-	rotated   bool    // the cookie was signed by a previous secret
 	rec       *Record // what the store holds; nil for a session not yet stored
 	// storeOffset converts the Manager's clock to the store's (see now).
 	storeOffset time.Duration
@@ -131,8 +130,7 @@ func (s *Session) load() error {
 	}
 	s.loaded = true
 	s.adopt(token, rec)
-	s.rotated = rotated
-	s.sendCookie = rotated
+	s.sendCookie = rotated // re-issue it signed with the current secret
 	for _, c := range pending {
 		s.record(c)
 	}
@@ -477,7 +475,6 @@ func (s *Session) Destroy() error {
 func (s *Session) reset() {
 	s.clearCookie = s.clearCookie || s.token != ""
 	s.token = ""
-	s.rotated = false
 	s.rec = nil
 	s.storeOffset = 0
 	s.values = map[string]json.RawMessage{}
@@ -652,7 +649,6 @@ func (s *Session) applyUnloaded() (saved bool, err error) {
 			// Still unloaded: the session holds only this request's changes,
 			// so a read after the response loads it whole.
 			s.values = nil
-			s.rotated = rotated
 			// The previous deadline is unknown: re-send the cookie if an idle
 			// timeout may have moved it.
 			s.sendCookie = rotated || (s.m.cfg.IdleTimeout > 0 && rec.Persistent)
