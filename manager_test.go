@@ -459,21 +459,11 @@ func TestSecretRotation(t *testing.T) {
 	// withCookie GETs path on ts sending exactly the given cookie value.
 	withCookie := func(ts *testServer, path, value string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest("GET", ts.URL+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.AddCookie(&http.Cookie{Name: "session", Value: value})
-		resp, err := ts.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := sessionOnlyCookie(t, ts, path, value)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: status %d", path, resp.StatusCode)
 		}
-		return resp, string(body)
+		return resp, body
 	}
 
 	resp, _ := withCookie(a, "/set?color=blue", "")

@@ -32,18 +32,7 @@ func handlerFunc(step func(s *session.Session, r *http.Request) error) http.Hand
 // sessionOnlyCookie sends exactly one session cookie, bypassing any jar.
 func sessionOnlyCookie(t *testing.T, ts *testServer, path, value string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", ts.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.AddCookie(&http.Cookie{Name: "session", Value: value})
-	resp, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return rawCookieGet(t, ts, path, "session="+value)
 }
 
 func TestRenew(t *testing.T) {

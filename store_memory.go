@@ -38,10 +38,9 @@ func (s *MemoryStore) live(key string, now time.Time) (*Record, bool) {
 	return rec, true
 }
 
-// Load implements Store.
-func (s *MemoryStore) Load(ctx context.Context, key string) (*Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// liveCopy returns a copy of the live record under key with LoadedAt set
+// to the store's clock, or ErrNotFound. Called with s.mu held.
+func (s *MemoryStore) liveCopy(key string) (*Record, error) {
 	now := s.now()
 	rec, ok := s.live(key, now)
 	if !ok {
@@ -50,6 +49,13 @@ func (s *MemoryStore) Load(ctx context.Context, key string) (*Record, error) {
 	out := rec.Clone()
 	out.LoadedAt = now
 	return out, nil
+}
+
+// Load implements Store.
+func (s *MemoryStore) Load(ctx context.Context, key string) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.liveCopy(key)
 }
 
 // Insert implements Store.
@@ -68,18 +74,15 @@ func (s *MemoryStore) Insert(ctx context.Context, key string, rec *Record) error
 func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	current, ok := s.live(key, now)
-	if !ok {
-		return nil, ErrNotFound
+	rec, err := s.liveCopy(key)
+	if err != nil {
+		return nil, err
 	}
-	rec := current.Clone()
-	change.ApplyTo(rec, now)
+	change.ApplyTo(rec, rec.LoadedAt)
 	rec.Version++
 	s.records[key] = rec
 	out := *rec
 	out.Values = nil // see Store.Apply
-	out.LoadedAt = now
 	return &out, nil
 }
 
@@ -87,40 +90,34 @@ func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Re
 func (s *MemoryStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	current, ok := s.live(oldKey, now)
-	if !ok {
-		return nil, ErrNotFound
+	rec, err := s.liveCopy(oldKey)
+	if err != nil {
+		return nil, err
 	}
 	if _, taken := s.records[newKey]; taken {
 		return nil, ErrConflict
 	}
-	rec := current.Clone()
 	change.IdleTimeout = 0 // fresh sets the deadlines
-	change.ApplyTo(rec, now)
+	change.ApplyTo(rec, rec.LoadedAt)
 	rec.Created, rec.Expiry, rec.IdleExpiry, rec.Version = fresh.Created, fresh.Expiry, fresh.IdleExpiry, 1
 	delete(s.records, oldKey)
 	s.records[newKey] = rec
-	out := rec.Clone()
-	out.LoadedAt = now
-	return out, nil
+	return rec.Clone(), nil
 }
 
 // Update implements Store. The store's lock is held while fn runs.
 func (s *MemoryStore) Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	current, ok := s.live(key, now)
-	if !ok {
-		return nil, ErrNotFound
+	rec, err := s.liveCopy(key)
+	if err != nil {
+		return nil, err
 	}
-	rec := current.Clone()
-	rec.LoadedAt = now
+	version := rec.Version // whatever fn does to it, as in PostgreSQL
 	if err := fn(rec); err != nil {
 		return nil, err
 	}
-	rec.Version = current.Version + 1
+	rec.Version = version + 1
 	s.records[key] = rec.Clone()
 	return rec, nil
 }
