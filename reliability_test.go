@@ -88,26 +88,19 @@ func noConnectionsHeld(t *testing.T, pool *pgxpool.Pool) {
 	})
 }
 
-// backendsWaiting counts the server's connections that are running a
-// statement on schema and blocked on a lock; admin is a pool of the test's.
-func backendsWaiting(t *testing.T, admin *pgxpool.Pool, schema string) int {
-	t.Helper()
-	var n int
-	err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
-		WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`, schema).Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+// Conditions on pg_stat_activity for countBackends.
+const (
+	waitingOnLock = "wait_event_type = 'Lock'" // blocked on a lock
+	running       = "state = 'active'"         // still running a statement
+)
 
-// backendsActive counts the server's connections still running a statement
-// on schema.
-func backendsActive(t *testing.T, admin *pgxpool.Pool, schema string) int {
+// countBackends counts the server's other connections whose query mentions
+// schema and that meet condition; admin is a pool of the test's.
+func countBackends(t *testing.T, admin *pgxpool.Pool, schema, condition string) int {
 	t.Helper()
 	var n int
 	err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
-		WHERE state = 'active' AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`, schema).Scan(&n)
+		WHERE `+condition+` AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()`, schema).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +487,7 @@ func TestPostgresLockedRowTimesOutAlone(t *testing.T) {
 				}()
 			}
 			waitFor(t, "the requests to block on the row lock", 10*time.Second, func() bool {
-				return backendsWaiting(t, admin, schemaOf(table)) == blocked
+				return countBackends(t, admin, schemaOf(table), waitingOnLock) == blocked
 			})
 			for round := range 3 {
 				for i, c := range others {
@@ -524,7 +517,7 @@ func TestPostgresLockedRowTimesOutAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "the abandoned statements to end", 10*time.Second, func() bool {
-				return backendsActive(t, admin, schemaOf(table)) == 0
+				return countBackends(t, admin, schemaOf(table), running) == 0
 			})
 			if _, body := fetchOK(t, victim, app.url+"/incr"); body != "1" {
 				t.Errorf("after the lock: counter %s, want 1 (the timed-out increments must not land)", body)
@@ -619,7 +612,7 @@ func TestPostgresClientGoneMidRequest(t *testing.T) {
 			<-changed
 			if tt.lockRow {
 				waitFor(t, "the request to block on the row lock", 10*time.Second, func() bool {
-					return backendsWaiting(t, admin, schemaOf(table)) == 1
+					return countBackends(t, admin, schemaOf(table), waitingOnLock) == 1
 				})
 			}
 			cancel()
@@ -631,7 +624,7 @@ func TestPostgresClientGoneMidRequest(t *testing.T) {
 				release()
 			}
 			waitFor(t, "the abandoned statements to end", 10*time.Second, func() bool {
-				return backendsActive(t, admin, schemaOf(table)) == 0
+				return countBackends(t, admin, schemaOf(table), running) == 0
 			})
 
 			var data []byte
