@@ -249,7 +249,7 @@ func pgxQueryRow(t *testing.T, sql string, args ...any) interface{ Scan(...any) 
 // TestPostgresStatementsPerRequest pins the cost of each kind of request
 // to the floor: nothing for an untouched session, one SELECT for a read,
 // a SELECT and an UPDATE for a read and a write, one UPDATE for a blind
-// write, one INSERT for a new session.
+// write, one DELETE for a logout, one INSERT for a new session.
 func TestPostgresStatementsPerRequest(t *testing.T) {
 	t.Parallel()
 	a := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, appHandler())
@@ -265,6 +265,7 @@ func TestPostgresStatementsPerRequest(t *testing.T) {
 		{path: "/read", selects: 1, total: 1},
 		{path: "/set?color=red", updates: 1, total: 1}, // a write that reads nothing
 		{path: "/get?key=color", selects: 1, total: 1},
+		{path: "/destroy", deletes: 1, total: 1}, // a logout reads nothing first
 	}
 	for _, step := range steps {
 		*a.counter = statementCounter{}

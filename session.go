@@ -454,18 +454,26 @@ func (s *Session) Renew() error {
 // response clears the cookie. A value set afterwards in the same request
 // starts a new, empty session (a "signed out" flash message, say).
 func (s *Session) Destroy() error {
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.begin(); err != nil {
-		return err
+	if s.loaded && s.err != nil {
+		return s.err
 	}
-	if s.rec != nil {
+	token := s.token
+	if !s.loaded {
+		// Deleting needs only the key: no need to read the session first.
+		token, _, _ = s.m.codec.tokenFrom(s.req)
+	}
+	if token != "" {
 		ctx, cancel := s.m.storeContext(s.ctx)
 		defer cancel()
-		if err := s.m.store.Delete(ctx, storeKey(s.token)); err != nil {
+		if err := s.m.store.Delete(ctx, storeKey(token)); err != nil {
 			return fmt.Errorf("session: destroying: %w", err)
 		}
 	}
 	s.reset()
+	s.loaded = true
+	s.clearCookie = s.clearCookie || token != ""
 	return nil
 }
 
