@@ -496,3 +496,37 @@ func TestPostgresRejectsNULInValuesClearly(t *testing.T) {
 		t.Errorf("Insert of a value with \\u0000 = %v; want an error that names it", err)
 	}
 }
+
+// BenchmarkPostgresStore measures the store's statements against the real
+// server: the round trip dominates ns/op, so compare B/op and allocs/op, and
+// CPU profiles, for the work the store adds around it.
+func BenchmarkPostgresStore(b *testing.B) {
+	s := newPostgresStore(b, session.PostgresOptions{})
+	ctx := context.Background()
+	values := map[string]json.RawMessage{
+		"user":  json.RawMessage(`{"id":42,"name":"Ada"}`),
+		"flash": json.RawMessage(`"saved"`),
+		"cart":  json.RawMessage(`[1,2,3]`),
+	}
+	rec := &session.Record{Values: values, Expiry: time.Now().Add(time.Hour), IdleExpiry: time.Now().Add(30 * time.Minute)}
+	if err := s.Insert(ctx, "k", rec); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Load", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Load(ctx, "k"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Apply", func(b *testing.B) {
+		b.ReportAllocs()
+		change := session.Change{Set: map[string]json.RawMessage{"n": json.RawMessage(`1`)}}
+		for b.Loop() {
+			if _, err := s.Apply(ctx, "k", change); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
