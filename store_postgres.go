@@ -666,15 +666,18 @@ func scanInto(row pgx.Row, leading ...any) (*Record, error) {
 	return &rec, nil
 }
 
-func encodeValues(values map[string]json.RawMessage) ([]byte, error) {
+// encodeValues returns values as a JSON object in a string: pgx sends a
+// string as text, which PostgreSQL parses as jsonb in every query mode,
+// where a []byte would go as bytea under the simple protocol and exec mode.
+func encodeValues(values map[string]json.RawMessage) (string, error) {
 	if values == nil {
-		return []byte("{}"), nil
+		return "{}", nil
 	}
 	data, err := json.Marshal(values)
 	if err != nil {
-		return nil, fmt.Errorf("session: encode values: %w", err)
+		return "", fmt.Errorf("session: encode values: %w", err)
 	}
-	return data, nil
+	return string(data), nil
 }
 
 // nullString stores "" as NULL, which keeps anonymous sessions out of the

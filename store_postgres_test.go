@@ -43,6 +43,28 @@ func TestPostgresStoreConformance(t *testing.T) {
 	})
 }
 
+// TestPostgresStoreConformanceExecModes runs the suite on pools in the
+// query modes other than pgx's default, which send rows in other formats:
+// the simple protocol sends every column as text, as PgBouncer users
+// configure it, and exec mode prepares nothing.
+func TestPostgresStoreConformanceExecModes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			storetest.Run(t, func(t *testing.T) session.Store {
+				cfg := pgtest.Config(t, pgtest.URL(t))
+				cfg.ConnConfig.DefaultQueryExecMode = mode
+				s, err := session.NewPostgresStore(t.Context(), pgtest.NewPool(t, cfg), session.PostgresOptions{Table: pgtest.Schema(t)})
+				if err != nil {
+					t.Fatalf("NewPostgresStore: %v", err)
+				}
+				return s
+			})
+		})
+	}
+}
+
 func TestPostgresStoreLeavesCallerPoolOpen(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
