@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session/migrations"
@@ -310,7 +309,7 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 	if err != nil {
 		return nil, err
 	}
-	rec, err := scanInto(s.pool.QueryRow(ctx, s.statement.apply, append([]any{key}, args...)...))
+	rec, err := scanMetadata(s.pool.QueryRow(ctx, s.statement.apply, append([]any{key}, args...)...))
 	if err != nil {
 		return nil, s.fail(ctx, "apply", err)
 	}
@@ -628,42 +627,6 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 		}
 	}
 	return sc, nil
-}
-
-// scanRecord reads the columns of statements.load.
-func scanRecord(row pgx.Row) (*Record, error) {
-	var data []byte
-	rec, err := scanInto(row, &data)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(data, &rec.Values); err != nil {
-		return nil, fmt.Errorf("session: decode values of a stored session: %w", err)
-	}
-	if rec.Values == nil {
-		rec.Values = map[string]json.RawMessage{}
-	}
-	return rec, nil
-}
-
-// scanInto scans the leading destinations (the data column, when
-// selected), then the metadata columns and now(): alone, it reads the
-// columns of statements.apply.
-func scanInto(row pgx.Row, leading ...any) (*Record, error) {
-	var (
-		rec    Record
-		userID pgtype.Text
-		idle   pgtype.Timestamptz
-	)
-	dest := append(leading, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idle, &rec.Version, &rec.LoadedAt)
-	if err := row.Scan(dest...); err != nil {
-		return nil, err
-	}
-	rec.UserID = userID.String // "" for NULL
-	if idle.Valid {
-		rec.IdleExpiry = idle.Time
-	}
-	return &rec, nil
 }
 
 // encodeValues returns values as a JSON object in a string: pgx sends a

@@ -1,0 +1,157 @@
+package session
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// recordRow scans one row of the statements that return a session: the
+// data column when withData is set, then the metadata columns and now()
+// (see newStatements). Every session read goes through it, so it decodes
+// the wire format of those columns itself rather than planning a pgx scan
+// for each column on every row; a row in any other shape (all text, as the
+// simple protocol sends) takes pgx's ordinary Scan instead.
+type recordRow struct {
+	withData bool
+	rec      Record
+}
+
+// scanRecord reads a row of the load, rekey and lockForUpdate statements.
+func scanRecord(row pgx.Row) (*Record, error) {
+	r := recordRow{withData: true}
+	if err := row.Scan(&r); err != nil {
+		return nil, err
+	}
+	return &r.rec, nil
+}
+
+// scanMetadata reads a row of the apply statement, which returns no data.
+func scanMetadata(row pgx.Row) (*Record, error) {
+	var r recordRow
+	if err := row.Scan(&r); err != nil {
+		return nil, err
+	}
+	return &r.rec, nil
+}
+
+// metadataOIDs are the types of the columns after data: user_id,
+// persistent, created_at, expires_at, idle_expires_at, version, now().
+var metadataOIDs = [...]uint32{pgtype.TextOID, pgtype.BoolOID, pgtype.TimestamptzOID,
+	pgtype.TimestamptzOID, pgtype.TimestamptzOID, pgtype.Int8OID, pgtype.TimestamptzOID}
+
+// ScanRow implements pgx.RowScanner.
+func (r *recordRow) ScanRow(rows pgx.Rows) error {
+	var data []byte
+	if !r.decodeBinary(rows.FieldDescriptions(), rows.RawValues(), &data) {
+		if err := r.scan(rows, &data); err != nil {
+			return err
+		}
+	}
+	if !r.withData {
+		return nil
+	}
+	if err := json.Unmarshal(data, &r.rec.Values); err != nil {
+		return fmt.Errorf("session: decode values of a stored session: %w", err)
+	}
+	if r.rec.Values == nil {
+		r.rec.Values = map[string]json.RawMessage{}
+	}
+	return nil
+}
+
+// decodeBinary decodes a row of exactly the expected types sent in the
+// formats pgx asks for (binary, but text for jsonb and text), setting *data to the JSON text of the data column, which
+// aliases the connection's buffer. It reports false, having set nothing
+// the slow path does not overwrite, for a row in any other shape.
+func (r *recordRow) decodeBinary(fields []pgconn.FieldDescription, values [][]byte, data *[]byte) bool {
+	if len(fields) != len(values) {
+		return false
+	}
+	if r.withData {
+		// pgx asks for jsonb as text; in binary it is a version byte, 1,
+		// then the same text.
+		if len(fields) == 0 || fields[0].DataTypeOID != pgtype.JSONBOID {
+			return false
+		}
+		switch v := values[0]; {
+		case fields[0].Format == pgtype.TextFormatCode:
+			*data = v
+		case fields[0].Format == pgtype.BinaryFormatCode && len(v) > 0 && v[0] == 1:
+			*data = v[1:]
+		default:
+			return false
+		}
+		fields, values = fields[1:], values[1:]
+	}
+	if len(fields) != len(metadataOIDs) {
+		return false
+	}
+	for i, oid := range metadataOIDs {
+		// text is the same bytes in either format; pgx asks for text.
+		if fields[i].DataTypeOID != oid || (fields[i].Format != pgtype.BinaryFormatCode && oid != pgtype.TextOID) {
+			return false
+		}
+	}
+	// Every column but user_id and idle_expires_at is NOT NULL.
+	if len(values[1]) != 1 || len(values[5]) != 8 {
+		return false
+	}
+	var created, expiry, idle, now time.Time
+	ok := decodeTimestamptz(values[2], &created) && decodeTimestamptz(values[3], &expiry) &&
+		decodeTimestamptz(values[6], &now) && (values[4] == nil || decodeTimestamptz(values[4], &idle))
+	if !ok {
+		return false
+	}
+	r.rec.UserID = string(values[0]) // "" for NULL
+	r.rec.Persistent = values[1][0] != 0
+	r.rec.Created, r.rec.Expiry, r.rec.IdleExpiry, r.rec.LoadedAt = created, expiry, idle, now
+	r.rec.Version = int64(binary.BigEndian.Uint64(values[5]))
+	return true
+}
+
+// postgresEpoch is 2000-01-01 UTC, where PostgreSQL's binary timestamps
+// count from, in microseconds since the Unix epoch.
+const postgresEpoch = 946684800 * 1000000
+
+// decodeTimestamptz decodes a binary timestamptz, microseconds since
+// postgresEpoch, into the local time zone as pgx does. It reports false
+// for a NULL, malformed or infinite value.
+func decodeTimestamptz(src []byte, t *time.Time) bool {
+	if len(src) != 8 {
+		return false
+	}
+	us := int64(binary.BigEndian.Uint64(src))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return false
+	}
+	*t = time.UnixMicro(postgresEpoch + us)
+	return true
+}
+
+// scan is the general path: pgx's own Scan, for rows in text format.
+func (r *recordRow) scan(rows pgx.Rows, data *[]byte) error {
+	var (
+		userID pgtype.Text
+		idle   pgtype.Timestamptz
+	)
+	dest := []any{&userID, &r.rec.Persistent, &r.rec.Created, &r.rec.Expiry, &idle, &r.rec.Version, &r.rec.LoadedAt}
+	if r.withData {
+		dest = append([]any{data}, dest...)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rec.UserID = userID.String // "" for NULL
+	r.rec.IdleExpiry = time.Time{}
+	if idle.Valid {
+		r.rec.IdleExpiry = idle.Time
+	}
+	return nil
+}

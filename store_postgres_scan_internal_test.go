@@ -1,0 +1,94 @@
+package session
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smartscheduler/session/internal/pgtest"
+)
+
+// TestRecordRowPathsAgree reads the same rows through recordRow's own
+// decoder, on a row in the formats pgx asks for by default, and through
+// pgx's Scan, on the same row sent as text by the simple protocol, and
+// wants the same records.
+func TestRecordRowPathsAgree(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := NewPostgresStore(ctx, pgtest.Pool(t), PostgresOptions{Table: pgtest.Schema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Times with nanoseconds: the store keeps microseconds, and both paths
+	// must read back what pgx stored, truncated. One is before 2000,
+	// PostgreSQL's epoch, where the wire value is negative.
+	base := time.Date(2026, 11, 26, 23, 59, 59, 123456789, time.UTC)
+	records := map[string]*Record{
+		"anonymous": {Values: map[string]json.RawMessage{}, Persistent: true, Created: base, Expiry: base.Add(time.Hour)},
+		"user": {
+			Values:  map[string]json.RawMessage{"user": json.RawMessage(`{"id":42,"name":"Ada \"the\" Countess ✓"}`), "n": json.RawMessage(`-1.5e3`)},
+			UserID:  "user-ü-42",
+			Created: time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC), Expiry: base.Add(24 * time.Hour), IdleExpiry: base.Add(30 * time.Minute),
+		},
+	}
+	for key, rec := range records {
+		if err := s.Insert(ctx, key, rec); err != nil {
+			t.Fatalf("Insert %s: %v", key, err)
+		}
+		if _, err := s.Apply(ctx, key, Change{Delete: []string{"absent"}}); err != nil {
+			t.Fatalf("Apply %s: %v", key, err)
+		}
+		for _, stmt := range []struct {
+			name, sql string
+			withData  bool
+		}{{"load", s.statement.load, true}, {"apply", s.statement.apply, false}} {
+			args := []any{key}
+			if !stmt.withData {
+				args = append(args, false, []string{}, `{}`, false, nil, nil, int64(0))
+			}
+			read := func(mode pgx.QueryExecMode) (*Record, bool) {
+				t.Helper()
+				var fast bool
+				r := recordRow{withData: stmt.withData}
+				probe := rowScanFunc(func(rows pgx.Rows) error {
+					var data []byte
+					fast = (&recordRow{withData: stmt.withData}).decodeBinary(rows.FieldDescriptions(), rows.RawValues(), &data)
+					return r.ScanRow(rows)
+				})
+				if err := s.pool.QueryRow(ctx, stmt.sql, append([]any{mode}, args...)...).Scan(probe); err != nil {
+					t.Fatalf("%s %s in %v: %v", stmt.name, key, mode, err)
+				}
+				return &r.rec, fast
+			}
+			got, fast := read(pgx.QueryExecModeCacheStatement)
+			if !fast {
+				t.Fatalf("%s %s: a row in pgx's default formats did not take the fast path", stmt.name, key)
+			}
+			want, fast := read(pgx.QueryExecModeSimpleProtocol)
+			if fast {
+				t.Fatalf("%s %s: a row in text format took the fast path", stmt.name, key)
+			}
+			// The version and clock differ between the two reads of apply.
+			want.Version, want.LoadedAt = got.Version, got.LoadedAt
+			if got.UserID != want.UserID || got.Persistent != want.Persistent || got.Version != want.Version ||
+				!got.Created.Equal(want.Created) || !got.Expiry.Equal(want.Expiry) || !got.IdleExpiry.Equal(want.IdleExpiry) ||
+				!reflect.DeepEqual(got.Values, want.Values) {
+				t.Errorf("%s %s:\n fast path    %+v\n general path %+v", stmt.name, key, got, want)
+			}
+			if stmt.withData && !got.Created.Equal(rec.Created.Truncate(time.Microsecond)) {
+				t.Errorf("%s %s: created %v; stored %v", stmt.name, key, got.Created, rec.Created)
+			}
+			if !stmt.withData && got.Values != nil {
+				t.Errorf("%s %s: values %v from a statement without the data column", stmt.name, key, got.Values)
+			}
+		}
+	}
+}
+
+// rowScanFunc is a function as a pgx.RowScanner.
+type rowScanFunc func(pgx.Rows) error
+
+func (f rowScanFunc) ScanRow(rows pgx.Rows) error { return f(rows) }
