@@ -3,8 +3,10 @@ package session
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -92,3 +94,63 @@ func TestRecordRowPathsAgree(t *testing.T) {
 type rowScanFunc func(pgx.Rows) error
 
 func (f rowScanFunc) ScanRow(rows pgx.Rows) error { return f(rows) }
+
+// FuzzSplitObject holds splitObject to encoding/json: on every input that
+// json.Unmarshal decodes into an object with valid UTF-8 keys, it must
+// agree value for value; what it refuses, decodeValues hands to
+// encoding/json.
+func FuzzSplitObject(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, ` { } `, `{"user": {"id": 42, "name": "Ada"}, "n": 1}`, `{"a":"}\"{","b":[{"c":"]"}],"d":null}`,
+		`{"k\u00e9y": true, "\"": false, "a\\b": -1.5e+3}`, `{"a": 1, "a": 2}`, `{"a": [1, [2, [3]]], "b": {}}`,
+		`{"a": "\ud800"}`, "{\"\xff\": 1}", `{"a": 1,}`, `{"a" 1}`, `{"a": }`, `[1]`, `null`, `{"a": tru}`, `{"a": 1} x`,
+		`{"a": {"b": 1}`, `{"a": "x`, "{\"a\":\t1\n,\r\"b\" : 2 }",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal(data, &want)
+		got, ok := splitObject(data)
+		if wantErr != nil || want == nil {
+			return // invalid JSON or null: only PostgreSQL's output reaches splitObject
+		}
+		for k := range want {
+			if !utf8.ValidString(k) || strings.ContainsRune(k, utf8.RuneError) {
+				return // json.Unmarshal replaced bytes of a key; splitObject refuses it
+			}
+		}
+		if !ok {
+			t.Fatalf("splitObject refused %q, which encoding/json decodes", data)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("splitObject(%q) = %q; encoding/json says %q", data, got, want)
+		}
+		for k, v := range got {
+			if cap(v) != len(v) {
+				t.Fatalf("value of %q has room to grow into its neighbour: len %d cap %d", k, len(v), cap(v))
+			}
+		}
+	})
+}
+
+func BenchmarkDecodeValues(b *testing.B) {
+	data := []byte(`{"n": 17, "cart": [1, 2, 3], "user": {"id": 42, "name": "Ada"}, "flash": "saved"}`)
+	b.Run("splitObject", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := splitObject(data); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var values map[string]json.RawMessage
+			if err := json.Unmarshal(data, &values); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
