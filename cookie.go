@@ -35,7 +35,9 @@ func newToken() string {
 // leaked table holds no usable credential.
 func storeKey(token string) string {
 	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
+	var key [2 * sha256.Size]byte
+	hex.Encode(key[:], sum[:])
+	return string(key[:])
 }
 
 // validToken reports whether t has the shape newToken produces: 43
