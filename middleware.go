@@ -20,14 +20,24 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // already wrapped by this Manager
 			return
 		}
-		st := &sessionState{m: m}
+		a := &perRequest{}
+		st := &a.state
+		st.m = m
 		r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
 		st.req = r
-		s := &Session{sessionState: st, ctx: r.Context()}
-		sw := &responseWriter{ResponseWriter: w, session: s, req: r}
-		next.ServeHTTP(sw, r)
-		sw.commit()
+		a.session = Session{sessionState: st, ctx: r.Context()}
+		st.session = &a.session
+		a.writer = responseWriter{ResponseWriter: w, session: &a.session, req: r}
+		next.ServeHTTP(&a.writer, r)
+		a.writer.commit()
 	})
+}
+
+// perRequest is what Handler allocates for a request, in one allocation.
+type perRequest struct {
+	state   sessionState
+	session Session
+	writer  responseWriter
 }
 
 // errResponseAborted is returned by writes after the error handler has

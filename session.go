@@ -39,6 +39,9 @@ type contextKey struct{}
 // returns a session whose every method fails with ErrNoMiddleware.
 func FromContext(ctx context.Context) *Session {
 	if st, ok := ctx.Value(contextKey{}).(*sessionState); ok {
+		if ctx == st.session.ctx {
+			return st.session // the request's own context: the usual case
+		}
 		return &Session{sessionState: st, ctx: ctx}
 	}
 	return &Session{sessionState: &sessionState{loaded: true, err: ErrNoMiddleware}}
@@ -60,6 +63,9 @@ type Session struct {
 type sessionState struct {
 	m   *Manager
 	req *http.Request
+	// session is the Session bound to req's context, which FromContext
+	// returns for that context rather than allocating another.
+	session *Session
 
 	mu        sync.Mutex
 	loaded    bool
