@@ -51,7 +51,7 @@ var metadataOIDs = [...]uint32{pgtype.TextOID, pgtype.BoolOID, pgtype.Timestampt
 // ScanRow implements pgx.RowScanner.
 func (r *recordRow) ScanRow(rows pgx.Rows) error {
 	var data []byte
-	if !r.decodeBinary(rows.FieldDescriptions(), rows.RawValues(), &data) {
+	if !defaultTimestamptz(rows) || !r.decodeBinary(rows.FieldDescriptions(), rows.RawValues(), &data) {
 		if err := r.scan(rows, &data); err != nil {
 			return err
 		}
@@ -114,13 +114,31 @@ func (r *recordRow) decodeBinary(fields []pgconn.FieldDescription, values [][]by
 	return true
 }
 
+// defaultTimestamptz reports whether rows' connection reads timestamptz
+// with pgx's codec as registered by default, into the local time zone,
+// which is what decodeTimestamptz reproduces. A pool whose AfterConnect
+// registers a codec with a ScanLocation gets pgx's Scan instead.
+func defaultTimestamptz(rows pgx.Rows) bool {
+	conn := rows.Conn()
+	if conn == nil {
+		return false
+	}
+	t, ok := conn.TypeMap().TypeForOID(pgtype.TimestamptzOID)
+	if !ok {
+		return false
+	}
+	codec, ok := t.Codec.(*pgtype.TimestamptzCodec)
+	return ok && codec.ScanLocation == nil
+}
+
 // postgresEpoch is 2000-01-01 UTC, where PostgreSQL's binary timestamps
-// count from, in microseconds since the Unix epoch.
-const postgresEpoch = 946684800 * 1000000
+// count from, in seconds since the Unix epoch.
+const postgresEpoch = 946684800
 
 // decodeTimestamptz decodes a binary timestamptz, microseconds since
-// postgresEpoch, into the local time zone as pgx does. It reports false
-// for a NULL, malformed or infinite value.
+// postgresEpoch, into the local time zone, with pgx's arithmetic: seconds
+// and microseconds apart, so that no date PostgreSQL accepts overflows. It
+// reports false for a NULL, malformed or infinite value.
 func decodeTimestamptz(src []byte, t *time.Time) bool {
 	if len(src) != 8 {
 		return false
@@ -129,7 +147,7 @@ func decodeTimestamptz(src []byte, t *time.Time) bool {
 	if us == math.MaxInt64 || us == math.MinInt64 {
 		return false
 	}
-	*t = time.UnixMicro(postgresEpoch + us)
+	*t = time.Unix(postgresEpoch+us/1000000, us%1000000*1000)
 	return true
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/smartscheduler/session/internal/pgtest"
 )
@@ -86,6 +88,62 @@ func TestRecordRowPathsAgree(t *testing.T) {
 			if !stmt.withData && got.Values != nil {
 				t.Errorf("%s %s: values %v from a statement without the data column", stmt.name, key, got.Values)
 			}
+		}
+	}
+}
+
+// TestRecordRowFarFutureDeadline loads a session whose deadline an
+// operator pushed, in SQL, close to the end of PostgreSQL's timestamp
+// range: microseconds since 1970 no longer fit an int64 there, and the
+// session must still load live with that deadline.
+func TestRecordRowFarFutureDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	table := pgtest.Schema(t)
+	s, err := NewPostgresStore(ctx, pgtest.Pool(t), PostgresOptions{Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, "k", &Record{Values: map[string]json.RawMessage{}, Created: time.Now(), Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, "UPDATE "+s.table.String()+" SET expires_at = '294270-01-01 00:00:00+00'")
+	rec, err := s.Load(ctx, "k")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := time.Date(294270, 1, 1, 0, 0, 0, 0, time.UTC); !rec.Expiry.Equal(want) {
+		t.Errorf("Expiry %v; want %v", rec.Expiry, want)
+	}
+}
+
+// TestRecordRowHonoursScanLocation loads through a pool whose connections
+// register pgx's timestamptz codec with a ScanLocation: the store's times
+// must come back in that zone, as pgx's own Scan returns them.
+func TestRecordRowHonoursScanLocation(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	zone := time.FixedZone("UTC+5", 5*60*60)
+	cfg := pgtest.Config(t, pgtest.URL(t))
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+			Codec: &pgtype.TimestamptzCodec{ScanLocation: zone}})
+		return nil
+	}
+	s, err := NewPostgresStore(ctx, pgtest.NewPool(t, cfg), PostgresOptions{Table: pgtest.Schema(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, "k", &Record{Values: map[string]json.RawMessage{}, Created: time.Now(), Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Load(ctx, "k")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	for name, tm := range map[string]time.Time{"Created": rec.Created, "Expiry": rec.Expiry, "LoadedAt": rec.LoadedAt} {
+		if tm.Location() != zone {
+			t.Errorf("%s in %v; want the codec's ScanLocation %v", name, tm.Location(), zone)
 		}
 	}
 }
