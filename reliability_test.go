@@ -426,8 +426,12 @@ func TestPostgresLockedRowTimesOutAlone(t *testing.T) {
 		requestTimeout time.Duration // 0: none
 		want           time.Duration
 	}{
-		{name: "store timeout", storeTimeout: time.Second, want: time.Second},
-		{name: "request deadline first", storeTimeout: time.Minute, requestTimeout: 300 * time.Millisecond, want: 300 * time.Millisecond},
+		// Long enough that both requests are seen waiting on the lock
+		// together, and the other sessions are served while they wait,
+		// even on a loaded CI machine under -race: with 300ms a slow
+		// start left the two waits too little overlap to observe.
+		{name: "store timeout", storeTimeout: 3 * time.Second, want: 3 * time.Second},
+		{name: "request deadline first", storeTimeout: time.Minute, requestTimeout: 3 * time.Second, want: 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
