@@ -65,9 +65,10 @@ func (r *recordRow) ScanRow(rows pgx.Rows) error {
 }
 
 // decodeBinary decodes a row of exactly the expected types sent in the
-// formats pgx asks for (binary, but text for jsonb and text), setting *data to the JSON text of the data column, which
-// aliases the connection's buffer. It reports false, having set nothing
-// the slow path does not overwrite, for a row in any other shape.
+// formats pgx asks for (binary, but text for jsonb and text), setting
+// *data to the JSON text of the data column, which aliases the
+// connection's buffer. It reports false, having set nothing the slow path
+// does not overwrite, for a row in any other shape.
 func (r *recordRow) decodeBinary(fields []pgconn.FieldDescription, values [][]byte, data *[]byte) bool {
 	if len(fields) != len(values) {
 		return false
