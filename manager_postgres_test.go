@@ -46,6 +46,14 @@ func startPostgresInstance(t *testing.T, table string, cfg session.Config, handl
 	return &pgInstance{testServer: ts, counter: counter, table: table}
 }
 
+// twoInstances starts two instances of handler on one table: two replicas
+// of an application behind a load balancer.
+func twoInstances(t *testing.T, handler http.Handler) (a, b *pgInstance) {
+	t.Helper()
+	table := pgtest.Schema(t)
+	return startPostgresInstance(t, table, session.Config{}, handler), startPostgresInstance(t, table, session.Config{}, handler)
+}
+
 // withCookieOf returns a client of a that holds the session cookie c holds
 // for b: the same browser talking to another instance behind a balancer.
 func withCookieOf(t *testing.T, a *pgInstance, c *http.Client, b *pgInstance) *http.Client {
@@ -91,9 +99,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, start startFunc)) {
 
 func TestPostgresTwoInstancesShareSessions(t *testing.T) {
 	t.Parallel()
-	table := pgtest.Schema(t)
-	a := startPostgresInstance(t, table, session.Config{}, appHandler())
-	b := startPostgresInstance(t, table, session.Config{}, appHandler())
+	a, b := twoInstances(t, appHandler())
 
 	onA := a.client(t)
 	fetchOK(t, onA, a.URL+"/login?user=ada")
@@ -114,9 +120,7 @@ func TestPostgresTwoInstancesShareSessions(t *testing.T) {
 
 func TestPostgresRevokeUserOnEveryInstance(t *testing.T) {
 	t.Parallel()
-	table := pgtest.Schema(t)
-	a := startPostgresInstance(t, table, session.Config{}, appHandler())
-	b := startPostgresInstance(t, table, session.Config{}, appHandler())
+	a, b := twoInstances(t, appHandler())
 	laptop, phone, other := a.client(t), b.client(t), a.client(t)
 	fetchOK(t, laptop, a.URL+"/login?user=ada")
 	fetchOK(t, phone, b.URL+"/login?user=ada")
@@ -155,9 +159,7 @@ func TestPostgresConcurrentKeysLoseNothing(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/", appHandler())
 	mux.Handle("/slow", g.handler())
-	table := pgtest.Schema(t)
-	a := startPostgresInstance(t, table, session.Config{}, mux)
-	b := startPostgresInstance(t, table, session.Config{}, mux)
+	a, b := twoInstances(t, mux)
 	c := a.client(t)
 	fetchOK(t, c, a.URL+"/set?base=1")
 	onB := withCookieOf(t, b, c, a)
@@ -207,9 +209,7 @@ func TestPostgresAtomicIncrementsAreExact(t *testing.T) {
 		n, _ := session.Value[int](session.FromContext(r.Context()), "counter")
 		fmt.Fprint(w, n)
 	})
-	table := pgtest.Schema(t)
-	a := startPostgresInstance(t, table, session.Config{}, mux)
-	b := startPostgresInstance(t, table, session.Config{}, mux)
+	a, b := twoInstances(t, mux)
 	c := a.client(t)
 	fetchOK(t, c, a.URL+"/set?x=1")
 	onB := withCookieOf(t, b, c, a)

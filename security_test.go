@@ -176,9 +176,7 @@ func TestPostgresRenewKillsTheOldTokenEverywhere(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/", appHandler())
 	mux.Handle("/slow", g.handler())
-	table := pgtest.Schema(t)
-	a := startPostgresInstance(t, table, session.Config{}, mux)
-	b := startPostgresInstance(t, table, session.Config{}, mux)
+	a, b := twoInstances(t, mux)
 	c := a.client(t)
 	fetchOK(t, c, a.URL+"/set?color=blue")
 	old := jarCookie(t, c, a.URL, "session")
@@ -216,7 +214,7 @@ func TestPostgresRenewKillsTheOldTokenEverywhere(t *testing.T) {
 		}
 	}
 	var rows int
-	if err := pgxQueryRow(t, "SELECT count(*) FROM "+table).Scan(&rows); err != nil || rows != 1 {
+	if err := pgxQueryRow(t, "SELECT count(*) FROM "+a.table).Scan(&rows); err != nil || rows != 1 {
 		t.Errorf("%d rows (%v); want only the renewed session", rows, err)
 	}
 }
