@@ -282,59 +282,55 @@ func runWritersThroughOutage(t *testing.T, app *pgApp, down, up func(), requestB
 	noConnectionsHeld(t, app.pool)
 }
 
-// blackhole is a listener that accepts connections and never says a word,
-// like a server whose process hangs or a firewall that drops replies.
-func blackhole(t *testing.T) string {
+// fakeServer listens on a loopback port, hands every connection it accepts
+// to serve, and stops listening when the test ends.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
+			serve(c)
 		}
 	}()
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
+
+// blackhole is a listener that accepts connections and never says a word,
+// like a server whose process hangs or a firewall that drops replies.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	// Registered before fakeServer's, so it runs after the listener closes.
 	t.Cleanup(func() {
-		l.Close()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range conns {
 			c.Close()
 		}
 	})
-	return l.Addr().String()
+	return fakeServer(t, func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	})
 }
 
 // hangup is a listener that closes every connection at once, like a load
 // balancer with no healthy backend.
 func hangup(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { l.Close() })
-	return l.Addr().String()
+	return fakeServer(t, func(c net.Conn) { c.Close() })
 }
 
 // TestNewFailsFastWhenDatabaseUnreachable starts the Manager against
