@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -58,9 +59,8 @@ func libraryApp() http.Handler {
 		io.WriteString(w, u.Name)
 	})
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-		if err != nil {
-			http.Error(w, "bad n", http.StatusBadRequest)
+		n, ok := paramN(w, r.URL.Query())
+		if !ok {
 			return
 		}
 		setAndAnswer(w, r, "n", n)
@@ -70,9 +70,8 @@ func libraryApp() http.Handler {
 	})
 	mux.HandleFunc("POST /hot", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		n, err := strconv.ParseInt(q.Get("n"), 10, 64)
-		if err != nil {
-			http.Error(w, "bad n", http.StatusBadRequest)
+		n, ok := paramN(w, q)
+		if !ok {
 			return
 		}
 		setAndAnswer(w, r, q.Get("key"), n)
@@ -104,6 +103,16 @@ func libraryApp() http.Handler {
 		json.NewEncoder(w).Encode(values)
 	})
 	return mux
+}
+
+// paramN returns the request's parameter n, or answers 400 and false.
+func paramN(w http.ResponseWriter, q url.Values) (int64, bool) {
+	n, err := strconv.ParseInt(q.Get("n"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad n", http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
 }
 
 func setAndAnswer(w http.ResponseWriter, r *http.Request, key string, value any) {
@@ -163,9 +172,8 @@ func (b *baseline) handler() http.Handler {
 		io.WriteString(w, values.User.Name)
 	})
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-		if err != nil {
-			http.Error(w, "bad n", http.StatusBadRequest)
+		n, ok := paramN(w, r.URL.Query())
+		if !ok {
 			return
 		}
 		b.exec(w, r, b.sql.write, sessionID(r), n)
@@ -186,9 +194,8 @@ func (b *baseline) handler() http.Handler {
 	})
 	mux.HandleFunc("POST /hot", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		n, err := strconv.ParseInt(q.Get("n"), 10, 64)
-		if err != nil {
-			http.Error(w, "bad n", http.StatusBadRequest)
+		n, ok := paramN(w, q)
+		if !ok {
 			return
 		}
 		b.exec(w, r, b.sql.hot, sessionID(r), q.Get("key"), n)
