@@ -384,15 +384,7 @@ func (s *Session) Flashes() []string {
 // Manager.RevokeUser can end all of that user's sessions. Call it at sign-in,
 // together with Renew.
 func (s *Session) SetUser(userID string) error {
-	defer s.mu.Unlock()
-	if err := s.beginChange(); err != nil {
-		return err
-	}
-	if s.userID != userID {
-		s.userID = userID
-		s.metaChanged = true
-	}
-	return nil
+	return setMetadata(s, &s.userID, userID)
 }
 
 // UserID returns the user recorded by SetUser, or "".
@@ -408,12 +400,18 @@ func (s *Session) UserID() string {
 // restarts until the session expires (the default), and a browser-session
 // cookie, dropped when the browser closes.
 func (s *Session) SetRememberMe(remember bool) error {
+	return setMetadata(s, &s.persistent, remember)
+}
+
+// setMetadata sets field, one of the session's metadata, to v, and marks
+// the metadata changed when that is a change.
+func setMetadata[T comparable](s *Session, field *T, v T) error {
 	defer s.mu.Unlock()
 	if err := s.beginChange(); err != nil {
 		return err
 	}
-	if s.persistent != remember {
-		s.persistent = remember
+	if *field != v {
+		*field = v
 		s.metaChanged = true
 	}
 	return nil
