@@ -2,10 +2,7 @@ package pgtest
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 )
 
@@ -32,43 +29,17 @@ func NewCluster(t testing.TB) *Cluster {
 	if err1 != nil || err2 != nil {
 		t.Skip("initdb or pg_ctl is not on the PATH: a restartable cluster needs them (apt-get install postgresql)")
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	lc, port, err := initCluster(initdb, pgCtl)
 	if err != nil {
-		t.Fatal(err)
-	}
-	lc := &localCluster{dir: dir, pgCtl: pgCtl}
-	if os.Geteuid() == 0 {
-		lc.cred, err = unprivileged()
-		if err == nil {
-			err = os.Chown(dir, int(lc.cred.Uid), int(lc.cred.Gid))
-		}
-		if err != nil {
-			os.RemoveAll(dir)
-			t.Fatalf("pgtest cluster: running as root and %v", err)
-		}
-	}
-	// The owner file lets reapOrphans stop this cluster if the test binary
-	// dies before its cleanup runs.
-	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	if err := lc.run(initdb, "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
+		t.Fatalf("pgtest cluster: %v", err)
 	}
 	c := &Cluster{
 		c: lc,
 		// fsync=off only risks data when the machine itself crashes; a
 		// stopped or killed server still keeps every commit it
 		// acknowledged, because synchronous_commit stays on.
-		opts: fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=100", port, dir),
-		url:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		opts: fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=100", port, lc.dir),
+		url:  clusterURL(port),
 	}
 	t.Cleanup(func() {
 		if err := lc.stop(); err != nil {
@@ -85,10 +56,8 @@ func (c *Cluster) URL() string { return c.url }
 // Start starts the server and waits until it accepts connections.
 func (c *Cluster) Start(t testing.TB) {
 	t.Helper()
-	data := filepath.Join(c.c.dir, "data")
-	if err := c.c.run(c.c.pgCtl, "-D", data, "-l", filepath.Join(c.c.dir, "log"), "-w", "-t", "60", "-o", c.opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.c.dir, "log"))
-		t.Fatalf("pgtest cluster: %v\n%s", err, log)
+	if err := c.c.start(c.opts); err != nil {
+		t.Fatalf("pgtest cluster: %v", err)
 	}
 }
 
@@ -97,7 +66,7 @@ func (c *Cluster) Start(t testing.TB) {
 // kills the server without a checkpoint, as a crash does.
 func (c *Cluster) Stop(t testing.TB, mode string) {
 	t.Helper()
-	if err := c.c.run(c.c.pgCtl, "-D", filepath.Join(c.c.dir, "data"), "-m", mode, "-w", "stop"); err != nil {
+	if err := c.c.pgCtlStop(mode); err != nil {
 		t.Fatalf("pgtest cluster: %v", err)
 	}
 }

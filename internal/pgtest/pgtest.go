@@ -175,13 +175,33 @@ type localCluster struct {
 	cred  *syscall.Credential
 }
 
-// startCluster runs initdb and pg_ctl. PostgreSQL refuses to run as root, so
-// as root it runs them as the "postgres" user if there is one, else as
-// "nobody", owning the directory.
+// startCluster initialises a cluster and starts it, without durability.
 func startCluster(initdb, pgCtl string) (*localCluster, error) {
-	dir, err := os.MkdirTemp("", "pgtest-")
+	c, port, err := initCluster(initdb, pgCtl)
 	if err != nil {
 		return nil, err
+	}
+	c.reapOrphans()
+	// Durability is worthless for a cluster deleted after the run; turning
+	// it off makes the tests several times faster.
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, c.dir)
+	if err := c.start(opts); err != nil {
+		os.RemoveAll(c.dir)
+		return nil, err
+	}
+	c.url = clusterURL(port)
+	return c, nil
+}
+
+// initCluster makes a cluster's directory, records this process as its
+// owner, picks a free port and runs initdb. PostgreSQL refuses to run as
+// root, so as root the cluster is run as the "postgres" user if there is
+// one, else as "nobody", owning the directory. On failure it leaves
+// nothing behind.
+func initCluster(initdb, pgCtl string) (*localCluster, int, error) {
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, 0, err
 	}
 	c := &localCluster{dir: dir, pgCtl: pgCtl}
 	if os.Geteuid() == 0 {
@@ -191,34 +211,44 @@ func startCluster(initdb, pgCtl string) (*localCluster, error) {
 		}
 		if err != nil {
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("running as root and %w", err)
+			return nil, 0, fmt.Errorf("running as root and %w", err)
 		}
 	}
-	c.reapOrphans()
+	// The owner file lets reapOrphans stop this cluster if the test binary
+	// dies before its cleanup runs.
 	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, 0, err
 	}
 	port, err := freePort()
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, 0, err
 	}
-	data := filepath.Join(dir, "data")
-	if err := c.run(initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+	if err := c.run(initdb, "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, 0, err
 	}
-	// Durability is worthless for a cluster deleted after the run; turning
-	// it off makes the tests several times faster.
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir)
-	if err := c.run(pgCtl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\n%s", err, log)
+	return c, port, nil
+}
+
+func clusterURL(port int) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+// start starts the server with the given server options and waits until it
+// accepts connections; its error carries the server's log.
+func (c *localCluster) start(opts string) error {
+	if err := c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("%w\n%s", err, log)
 	}
-	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	return c, nil
+	return nil
+}
+
+// pgCtlStop stops the server in pg_ctl's shutdown mode.
+func (c *localCluster) pgCtlStop(mode string) error {
+	return c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", mode, "-w", "stop")
 }
 
 // reapOrphans stops and deletes the clusters of test binaries that died
@@ -244,7 +274,7 @@ func (c *localCluster) reapOrphans() {
 
 func (c *localCluster) stop() error {
 	defer os.RemoveAll(c.dir)
-	return c.run(c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+	return c.pgCtlStop("immediate")
 }
 
 func (c *localCluster) run(name string, args ...string) error {
