@@ -2,7 +2,6 @@ package pgtest
 
 import (
 	"fmt"
-	"os/exec"
 	"testing"
 )
 
@@ -20,14 +19,14 @@ type Cluster struct {
 }
 
 // NewCluster initialises and starts a cluster for t, deleted when the test
-// ends. It needs initdb and pg_ctl on the PATH and skips the test without
-// them. It takes a couple of seconds.
+// ends. It needs initdb and pg_ctl on the PATH; without them it skips the
+// test, or fails it under SESSION_REQUIRE_POSTGRES=1, as URL does. It
+// takes a couple of seconds.
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
-	initdb, err1 := exec.LookPath("initdb")
-	pgCtl, err2 := exec.LookPath("pg_ctl")
-	if err1 != nil || err2 != nil {
-		t.Skip("initdb or pg_ctl is not on the PATH: a restartable cluster needs them (apt-get install postgresql)")
+	initdb, pgCtl, err := serverTools()
+	if err != nil {
+		unavailable(t, fmt.Errorf("%w: a restartable cluster needs them (apt-get install postgresql)", err))
 	}
 	lc, port, err := initCluster(initdb, pgCtl)
 	if err != nil {

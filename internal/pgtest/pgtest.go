@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -73,12 +74,29 @@ func URL(t testing.TB) string {
 		}
 	})
 	if serverErr != nil {
-		if os.Getenv("SESSION_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("SESSION_REQUIRE_POSTGRES=1 but %v", serverErr)
-		}
-		t.Skipf("no PostgreSQL: %v", serverErr)
+		unavailable(t, serverErr)
 	}
 	return serverURL
+}
+
+// unavailable skips t, or fails it under SESSION_REQUIRE_POSTGRES=1, for
+// want of the PostgreSQL that err says it cannot have.
+func unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("SESSION_REQUIRE_POSTGRES") == "1" {
+		t.Fatalf("SESSION_REQUIRE_POSTGRES=1 but %v", err)
+	}
+	t.Skipf("no PostgreSQL: %v", err)
+}
+
+// serverTools finds initdb and pg_ctl on the PATH.
+func serverTools() (initdb, pgCtl string, err error) {
+	initdb, err1 := exec.LookPath("initdb")
+	pgCtl, err2 := exec.LookPath("pg_ctl")
+	if err1 != nil || err2 != nil {
+		return "", "", errors.New("initdb or pg_ctl is not on the PATH")
+	}
+	return initdb, pgCtl, nil
 }
 
 // Pool returns a new pool on the test server, closed when the test ends.
@@ -153,10 +171,9 @@ func findServer() (string, error) {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		return u, nil
 	}
-	initdb, err1 := exec.LookPath("initdb")
-	pgCtl, err2 := exec.LookPath("pg_ctl")
-	if err1 != nil || err2 != nil {
-		return "", fmt.Errorf("TEST_DATABASE_URL is not set and initdb or pg_ctl is not on the PATH: set TEST_DATABASE_URL or install PostgreSQL (apt-get install postgresql)")
+	initdb, pgCtl, err := serverTools()
+	if err != nil {
+		return "", fmt.Errorf("TEST_DATABASE_URL is not set and %w: set TEST_DATABASE_URL or install PostgreSQL (apt-get install postgresql)", err)
 	}
 	c, err := startCluster(initdb, pgCtl)
 	if err != nil {
