@@ -491,3 +491,38 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	}
 	t.Logf("checked %d secrets against %d log bytes and %d errors", len(secret), len(out), len(errs))
 }
+
+// TestUnverifiedCookieLoggedAtDebugOnly: a cookie of the session's name that
+// does not verify is noted at debug level, and only there; a request
+// without one, or a logger above debug, gets no such line.
+func TestUnverifiedCookieLoggedAtDebugOnly(t *testing.T) {
+	t.Parallel()
+	const line = "ignoring a cookie that does not verify"
+	for _, tc := range []struct {
+		name   string
+		level  slog.Level
+		cookie string
+		want   bool
+	}{
+		{"debug, bad cookie", slog.LevelDebug, "session=not-a-signed-value", true},
+		{"debug, no cookie", slog.LevelDebug, "", false},
+		{"info, bad cookie", slog.LevelInfo, "session=not-a-signed-value", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: tc.level}))
+			m, err := session.New(t.Context(), session.Config{Secret: randomSecret(t)}, session.WithLogger(logger))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(m.Close)
+			if rec := serve(m.Handler(appHandler()), "/visit", tc.cookie); rec.Code != http.StatusOK {
+				t.Fatalf("status %d", rec.Code)
+			}
+			if got := strings.Contains(logs.String(), line); got != tc.want {
+				t.Errorf("log has %q: %v, want %v; log:\n%s", line, got, tc.want, logs.String())
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -116,7 +117,9 @@ func (s *Session) load() error {
 	pending := s.changes
 	token, rotated, ok := s.m.codec.tokenFrom(s.req)
 	if !ok {
-		if len(s.req.CookiesNamed(s.m.cfg.CookieName)) > 0 {
+		// Parsing the cookies again costs every visitor without a session;
+		// only a debug log needs it.
+		if s.m.logger.Enabled(s.ctx, slog.LevelDebug) && len(s.req.CookiesNamed(s.m.cfg.CookieName)) > 0 {
 			s.m.logger.DebugContext(s.ctx, "session: ignoring a cookie that does not verify; starting a new session")
 		}
 		s.startNew(pending, false)
