@@ -359,7 +359,7 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 		var err error
 		rec, err = scanRecord(tx.QueryRow(ctx, s.statement.lockForUpdate, key))
 		if err != nil {
-			return s.fail(ctx, "update", err)
+			return err
 		}
 		if err := fn(rec); err != nil {
 			return &callbackError{err}
@@ -368,17 +368,15 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
+		return tx.QueryRow(ctx, s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
 			rec.Created, rec.Expiry, nullTime(rec.IdleExpiry)).Scan(&rec.Version)
-		if err != nil {
-			return s.fail(ctx, "update", err)
-		}
-		return nil
 	})
 	if cb, ok := errors.AsType[*callbackError](err); ok {
 		return nil, cb.err
 	}
 	if err != nil {
+		// BeginFunc returns the callback's error as it is: this is the one
+		// place Update's database errors become the Store's.
 		return nil, s.fail(ctx, "update", err)
 	}
 	// The caller gets its own copy: fn may have kept rec.
@@ -667,8 +665,6 @@ func (s *PostgresStore) fail(ctx context.Context, op string, err error) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
-		return err
 	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		switch pgErr.Code {
@@ -677,9 +673,6 @@ func (s *PostgresStore) fail(ctx context.Context, op string, err error) error {
 		case "22P05": // untranslatable_character
 			err = fmt.Errorf("a session value contains \\u0000, which PostgreSQL's jsonb cannot store: strip NUL characters before saving: %w", err)
 		}
-	}
-	if _, ok := errors.AsType[*storeError](err); ok {
-		return err
 	}
 	return &storeError{op: op, table: s.table.String(), err: classify(ctx, err)}
 }
