@@ -276,8 +276,8 @@ func Status(ctx context.Context, db DB, t Table) ([]State, error) {
 	return append(states, unknown...), nil
 }
 
-// applied returns the recorded migrations, marked Unknown; Status clears the
-// mark on those it knows.
+// applied returns the recorded migrations, each marked Unknown: Status
+// takes out those it knows and reports what is left.
 func applied(ctx context.Context, db DB, t Table) (map[int]State, error) {
 	var exists bool
 	err := db.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.MigrationsTable()).Scan(&exists)
@@ -303,10 +303,6 @@ func applied(ctx context.Context, db DB, t Table) (map[int]State, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", t.MigrationsTable(), err)
 	}
-	for v, s := range recorded {
-		s.Unknown = !slices.ContainsFunc(all, func(m Migration) bool { return m.Version == v })
-		recorded[v] = s
-	}
 	return recorded, nil
 }
 
@@ -331,7 +327,10 @@ func Apply(ctx context.Context, db DB, t Table) ([]Migration, error) {
 		return nil, nil
 	}
 	var done []Migration
-	for _, m := range all {
+	for i, m := range all {
+		if states[i].Applied { // Status lists all first, in order
+			continue
+		}
 		ran, err := applyOne(ctx, db, t, m)
 		if err != nil {
 			return done, fmt.Errorf("apply session migration %03d_%s to %s: %w", m.Version, m.Name, t, err)
