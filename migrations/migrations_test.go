@@ -201,3 +201,38 @@ func TestApplyCreatesMissingSchemaAndResolvesUnqualifiedNames(t *testing.T) {
 		t.Errorf("unqualified table was not created in the search_path's schema %s: %v", schema, err)
 	}
 }
+
+// TestStatusReportsNewerSchema: a migration recorded by a newer version of
+// the library is listed after the known ones, applied and Unknown, and the
+// known ones are not.
+func TestStatusReportsNewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	table, err := migrations.ParseTable(pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrations.Apply(ctx, pool, table); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, "INSERT INTO "+table.MigrationsTable()+" (version, name) VALUES (999, 'from_the_future')")
+	states, err := migrations.Status(ctx, pool, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != len(migrations.All())+1 {
+		t.Fatalf("Status listed %d migrations; want %d", len(states), len(migrations.All())+1)
+	}
+	for _, s := range states[:len(states)-1] {
+		if !s.Applied || s.Unknown {
+			t.Errorf("known migration %03d_%s = %+v; want applied, known", s.Version, s.Name, s)
+		}
+	}
+	if last := states[len(states)-1]; last.Version != 999 || last.Name != "from_the_future" || !last.Applied || !last.Unknown {
+		t.Errorf("newer migration = %+v; want 999 from_the_future, applied, Unknown", last)
+	}
+	if again, err := migrations.Apply(ctx, pool, table); err != nil || len(again) != 0 {
+		t.Errorf("Apply on a newer schema = %d migrations, %v; want none", len(again), err)
+	}
+}
