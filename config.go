@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/smartscheduler/session/migrations"
 )
 
 // MinSecretLength is the shortest SESSION_SECRET production accepts, in bytes.
@@ -107,7 +109,7 @@ type Config struct {
 const (
 	DefaultCookieName    = "session"
 	DefaultLifetime      = 14 * 24 * time.Hour
-	DefaultTable         = "session"
+	DefaultTable         = migrations.DefaultTable
 	DefaultStoreTimeout  = 5 * time.Second
 	DefaultPruneInterval = 5 * time.Minute
 )

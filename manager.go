@@ -2,8 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,9 +79,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		}
 	}
 	if m.cfg.Secret == "" {
-		b := make([]byte, 32)
-		rand.Read(b)
-		m.cfg.Secret = base64.RawURLEncoding.EncodeToString(b)
+		m.cfg.Secret = newToken() // 256 random bits, as a session token has
 		m.logger.Warn("session: SESSION_SECRET is not set; using a random secret, so sessions will not survive a restart (run `sessionctl secret` to make one)")
 	}
 	codec, err := newCookieCodec(m.cfg.CookieName, m.cfg.Lifetime, m.cfg.Secret, m.cfg.PreviousSecrets)

@@ -182,10 +182,7 @@ func (c *Change) ApplyTo(rec *Record, now time.Time) {
 		rec.Persistent = *c.Persistent
 	}
 	if c.IdleTimeout > 0 {
-		rec.IdleExpiry = now.Add(c.IdleTimeout)
-		if rec.IdleExpiry.After(rec.Expiry) {
-			rec.IdleExpiry = rec.Expiry
-		}
+		rec.IdleExpiry = minTime(now.Add(c.IdleTimeout), rec.Expiry)
 	}
 }
 
