@@ -74,14 +74,17 @@ func (s *MemoryStore) Insert(ctx context.Context, key string, rec *Record) error
 func (s *MemoryStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, err := s.liveCopy(key)
-	if err != nil {
-		return nil, err
+	now := s.now()
+	rec, ok := s.live(key, now)
+	if !ok {
+		return nil, ErrNotFound
 	}
-	change.ApplyTo(rec, rec.LoadedAt)
+	// In place: no stored record shares its Values map with a caller
+	// (every one handed out or taken in is a Clone).
+	change.ApplyTo(rec, now)
 	rec.Version++
-	s.records[key] = rec
 	out := *rec
+	out.LoadedAt = now
 	out.Values = nil // see Store.Apply
 	return &out, nil
 }
