@@ -135,35 +135,21 @@ func (c *checker) addProblems(name string, problems []*session.ConfigError) {
 // judges it even when NODE_ENV says otherwise: the point is to know what
 // production would make of it.
 func check(ctx context.Context, e environment, envFile string, timeout time.Duration) []result {
-	cfg, err := session.ConfigFromLookup(e.lookup)
-	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
-	note := func(p *session.ConfigError) {
-		for _, q := range c.problems[p.Variable] {
-			if q.Error() == p.Error() {
-				return
-			}
+	cfg, _ := session.ConfigFromLookup(e.lookup)
+	// The same variables read with NODE_ENV=production give the parse
+	// errors and production's verdict on the rest, whatever NODE_ENV says.
+	_, err := session.ConfigFromLookup(func(name string) (string, bool) {
+		if name == "NODE_ENV" {
+			return "production", true
 		}
+		return e.lookup(name)
+	})
+	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
+	for _, p := range session.ConfigErrors(err) {
 		if _, ok := c.problems[p.Variable]; !ok {
 			c.order = append(c.order, p.Variable)
 		}
 		c.problems[p.Variable] = append(c.problems[p.Variable], p)
-	}
-	// ConfigFromLookup's error holds parse errors and Validate's verdict
-	// in the mode NODE_ENV chose; keep the parse errors, then judge as
-	// production.
-	judged := map[string]bool{}
-	for _, p := range session.ConfigErrors(cfg.Validate()) {
-		judged[p.Error()] = true
-	}
-	for _, p := range session.ConfigErrors(err) {
-		if !judged[p.Error()] {
-			note(p)
-		}
-	}
-	asProduction := cfg
-	asProduction.Production = true
-	for _, p := range session.ConfigErrors(asProduction.Validate()) {
-		note(p)
 	}
 
 	c.checkProduction()
