@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -13,11 +12,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/smartscheduler/session/migrations"
+	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/redact"
 )
 
-// MinSecretLength is the shortest SESSION_SECRET production accepts, in bytes.
-const MinSecretLength = 32
+// minSecretLength is the shortest SESSION_SECRET production accepts, in bytes.
+const minSecretLength = 32
 
 // Config is everything a Manager needs. ConfigFromEnv fills it from the
 // environment; it is equally usable built in code. The zero value of every
@@ -39,7 +39,7 @@ type Config struct {
 	DatabaseURL string
 
 	// Secret signs session cookies (SESSION_SECRET). Production requires at
-	// least MinSecretLength bytes. In development an empty Secret is replaced
+	// least minSecretLength bytes. In development an empty Secret is replaced
 	// by a random one that lives as long as the process.
 	Secret string
 
@@ -105,47 +105,44 @@ type Config struct {
 	PruneInterval time.Duration
 }
 
-// Defaults for Config fields left at their zero value.
+// Defaults for Config fields left at their zero value; each field's
+// comment states its own.
 const (
-	DefaultCookieName    = "session"
-	DefaultLifetime      = 14 * 24 * time.Hour
-	DefaultTable         = migrations.DefaultTable
-	DefaultStoreTimeout  = 5 * time.Second
-	DefaultPruneInterval = 5 * time.Minute
+	defaultLifetime      = 14 * 24 * time.Hour
+	defaultStoreTimeout  = 5 * time.Second
+	defaultPruneInterval = 5 * time.Minute
 )
 
-// WithDefaults returns c with every zero field set to its default.
-func (c Config) WithDefaults() Config {
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
 	if c.CookieName == "" {
-		c.CookieName = DefaultCookieName
-		if c.Production && c.CookieDomain == "" {
-			c.CookieName = "__Host-" + DefaultCookieName
-		}
+		c.CookieName = defaults.CookieName(c.Production, c.CookieDomain)
 	}
 	if c.SameSite == 0 {
 		c.SameSite = http.SameSiteLaxMode
 	}
 	if c.Lifetime == 0 {
-		c.Lifetime = DefaultLifetime
+		c.Lifetime = defaultLifetime
 	}
 	if c.TouchInterval == 0 {
 		c.TouchInterval = c.IdleTimeout / 10
 	}
 	if c.Table == "" {
-		c.Table = DefaultTable
+		c.Table = defaults.Table
 	}
 	if c.StoreTimeout == 0 {
-		c.StoreTimeout = DefaultStoreTimeout
+		c.StoreTimeout = defaultStoreTimeout
 	}
 	if c.PruneInterval == 0 {
-		c.PruneInterval = DefaultPruneInterval
+		c.PruneInterval = defaultPruneInterval
 	}
 	return c
 }
 
 // ConfigError is one problem with the configuration: which variable, what is
-// wrong, and how to fix it. Validate and ConfigFromEnv return every
-// ConfigError at once, joined with errors.Join.
+// wrong, and how to fix it. Validate, ConfigFromEnv and New return every
+// ConfigError at once, joined with errors.Join; the joined error's
+// Unwrap() []error lists them.
 type ConfigError struct {
 	Variable string
 	Problem  string
@@ -157,28 +154,6 @@ func (e *ConfigError) Error() string {
 		return e.Variable + " " + e.Problem
 	}
 	return e.Variable + " " + e.Problem + ": " + e.Fix
-}
-
-// ConfigErrors returns the individual problems in an error returned by
-// ConfigFromEnv, Validate or New.
-func ConfigErrors(err error) []*ConfigError {
-	var out []*ConfigError
-	var walk func(error)
-	walk = func(err error) {
-		if ce, ok := err.(*ConfigError); ok {
-			out = append(out, ce)
-			return
-		}
-		if joined, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range joined.Unwrap() {
-				walk(e)
-			}
-		} else if inner := errors.Unwrap(err); inner != nil {
-			walk(inner)
-		}
-	}
-	walk(err)
-	return out
 }
 
 // ConfigFromEnv reads the configuration from the process environment and
@@ -270,7 +245,7 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	if err := c.Validate(); err != nil {
-		problems = append(problems, err)
+		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	return c, errors.Join(problems...)
 }
@@ -293,8 +268,8 @@ func secretWeakness(s string) string {
 	switch {
 	case placeholderSecrets[lower] || (strings.HasPrefix(lower, "<") && strings.HasSuffix(lower, ">")):
 		return "is a placeholder copied from documentation"
-	case len(s) < MinSecretLength:
-		return fmt.Sprintf("is %d bytes; production needs at least %d", len(s), MinSecretLength)
+	case len(s) < minSecretLength:
+		return fmt.Sprintf("is %d bytes; production needs at least %d", len(s), minSecretLength)
 	case len(distinct) < 8:
 		return "repeats too few characters to be random"
 	}
@@ -302,8 +277,16 @@ func secretWeakness(s string) string {
 }
 
 // Validate reports every problem with c at once (joined ConfigErrors), each
-// naming the variable and the fix. Zero fields are judged by their defaults.
+// naming the variable and the fix. Zero fields are judged by their defaults,
+// and the store by the one c selects (New skips those checks for a store
+// given with WithStore).
 func (c Config) Validate() error {
+	return c.validate(false)
+}
+
+// validate is Validate, judging the store settings only when c selects the
+// store (ownStore false).
+func (c Config) validate(ownStore bool) error {
 	var problems []error
 	bad := func(variable, problem, fix string) {
 		problems = append(problems, &ConfigError{Variable: variable, Problem: problem, Fix: fix})
@@ -315,7 +298,7 @@ func (c Config) Validate() error {
 		} else if why := secretWeakness(c.Secret); why != "" {
 			bad("SESSION_SECRET", why, secretFix)
 		}
-		if !c.UsePostgres && !c.AllowMemoryStore {
+		if !c.UsePostgres && !c.AllowMemoryStore && !ownStore {
 			bad("USE_POSTGRES", "is not true; the memory store loses every session on restart and cannot be shared by instances",
 				"set USE_POSTGRES=true and DATABASE_URL, or SESSION_ALLOW_MEMORY_STORE=true to accept a single process")
 		}
@@ -327,7 +310,7 @@ func (c Config) Validate() error {
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d equals SESSION_SECRET", i+1), "remove it; the current secret is always accepted")
 		}
 	}
-	if c.UsePostgres {
+	if c.UsePostgres && !ownStore {
 		if c.DatabaseURL == "" {
 			bad("DATABASE_URL", "is not set but USE_POSTGRES=true", "set it to postgres://user:password@host:5432/database")
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
@@ -335,7 +318,7 @@ func (c Config) Validate() error {
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
 		}
 	}
-	d := c.WithDefaults()
+	d := c.withDefaults()
 	if c.CookieName != "" {
 		if err := (&http.Cookie{Name: c.CookieName, Value: "x"}).Valid(); err != nil {
 			bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, not a valid cookie name", c.CookieName), "use letters, digits, '-' and '_'")
@@ -390,19 +373,6 @@ func validateTableName(name string) error {
 	return nil
 }
 
-// RedactDatabaseURL returns host, port and database of a connection string
-// for messages, never the user's password: "db.example.com:5432/app".
-func RedactDatabaseURL(databaseURL string) string {
-	cfg, err := pgconn.ParseConfig(databaseURL)
-	if err != nil {
-		if u, uerr := url.Parse(databaseURL); uerr == nil && u.Host != "" {
-			return u.Host + u.Path
-		}
-		return "(unparsable DATABASE_URL)"
-	}
-	return fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
-}
-
 // String describes c for humans with secrets and the database password
 // redacted, so that fmt's %v and %+v cannot leak them.
 func (c Config) String() string {
@@ -425,7 +395,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	db := ""
 	if c.DatabaseURL != "" {
-		db = RedactDatabaseURL(c.DatabaseURL)
+		db = redact.DatabaseURL(c.DatabaseURL)
 	}
 	return slog.GroupValue(
 		slog.Bool("production", c.Production),

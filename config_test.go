@@ -17,25 +17,7 @@ import (
 	"github.com/smartscheduler/session"
 )
 
-// lookupFrom turns env into a lookup function for ConfigFromLookup.
-func lookupFrom(env map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := env[name]
-		return v, ok
-	}
-}
-
-// problemVariables returns the sorted, de-duplicated variables err names.
-func problemVariables(err error) []string {
-	var vars []string
-	for _, ce := range session.ConfigErrors(err) {
-		vars = append(vars, ce.Variable)
-	}
-	slices.Sort(vars)
-	return slices.Compact(vars)
-}
-
-const goodSecret = "Zk3vQ9pL2mX7rT1wY8bN4cF6hJ0dS5gA" // 32 bytes, many characters
+// 32 bytes, many characters
 
 func TestConfigFromLookup(t *testing.T) {
 	t.Parallel()
@@ -192,7 +174,7 @@ func TestConfigFromLookup(t *testing.T) {
 					t.Fatalf("unexpected error: %v", err)
 				}
 			} else {
-				if n := len(session.ConfigErrors(err)); n != len(tt.wantVars) {
+				if n := len(configErrors(err)); n != len(tt.wantVars) {
 					t.Errorf("%d problems reported, want %d: %v", n, len(tt.wantVars), err)
 				}
 				for _, v := range tt.wantVars {
@@ -200,7 +182,7 @@ func TestConfigFromLookup(t *testing.T) {
 						t.Errorf("error does not name %s: %v", v, err)
 					}
 				}
-				for _, ce := range session.ConfigErrors(err) {
+				for _, ce := range configErrors(err) {
 					if ce.Fix == "" {
 						t.Errorf("problem %q names no fix", ce)
 					}
@@ -269,7 +251,7 @@ func TestNewWarnsOnceWithoutSecret(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Close() // stops the pruner, so buf is ours alone
-			secret := m.Config().Secret
+			secret := session.SecretOf(m)
 			if secret == "" {
 				t.Fatal("the Manager runs without a secret")
 			}

@@ -91,8 +91,8 @@ const (
 // hkdfInfo separates the signing key from any other use of the secret.
 const hkdfInfo = "github.com/smartscheduler/session cookie signing key v1"
 
-func newCookieCodec(name string, lifetime time.Duration, secret string, previous []string) (*cookieCodec, error) {
-	c := &cookieCodec{name: name, now: time.Now, verified: map[string]verifiedCookie{}}
+func newCookieCodec(name string, lifetime time.Duration, secret string, previous []string, now func() time.Time) (*cookieCodec, error) {
+	c := &cookieCodec{name: name, now: now, verified: map[string]verifiedCookie{}}
 	for _, s := range append([]string{secret}, previous...) {
 		key, err := hkdf.Key(sha256.New, []byte(s), nil, hkdfInfo, 32)
 		if err != nil {
@@ -166,18 +166,27 @@ func (c *cookieCodec) remember(value string, v verifiedCookie) {
 	c.verified[value] = v
 }
 
-// tokenFrom returns the first token among the request's cookies of our name
-// that verifies.
-func (c *cookieCodec) tokenFrom(r *http.Request) (token string, rotated bool, ok bool) {
-	for i, ck := range r.CookiesNamed(c.name) {
+// credential is what a request presented: the token of a cookie that
+// verified, or "", and whether a previous secret verified it.
+type credential struct {
+	token   string
+	rotated bool
+}
+
+// tokenFrom returns the credential of the first of the request's cookies of
+// our name that verifies, and whether the request presented a cookie of
+// that name that did not.
+func (c *cookieCodec) tokenFrom(r *http.Request) (presented credential, refused bool) {
+	cookies := r.CookiesNamed(c.name)
+	for i, ck := range cookies {
 		if i == maxCookiesTried {
 			break
 		}
-		if token, rotated, ok = c.decode(ck.Value); ok {
-			return token, rotated, true
+		if token, rotated, ok := c.decode(ck.Value); ok {
+			return credential{token: token, rotated: rotated}, false
 		}
 	}
-	return "", false, false
+	return credential{}, len(cookies) > 0
 }
 
 // cookieTemplate is the set of attributes every session cookie carries.

@@ -61,7 +61,7 @@ func TestValidToken(t *testing.T) {
 
 func TestStoreKey(t *testing.T) {
 	t.Parallel()
-	codec, err := newCookieCodec("session", time.Hour, "secret-for-the-store-key-test-0123456789", nil)
+	codec, err := newCookieCodec("session", time.Hour, "secret-for-the-store-key-test-0123456789", nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestCookieCodec(t *testing.T) {
 	const current, previous, retired = "current-secret-0123456789abcdefghij", "previous-secret-0123456789abcdefghi", "retired-secret-0123456789abcdefghij"
 	codec := func(t *testing.T, name, secret string, previous ...string) *cookieCodec {
 		t.Helper()
-		c, err := newCookieCodec(name, time.Hour, secret, previous)
+		c, err := newCookieCodec(name, time.Hour, secret, previous, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,11 +241,11 @@ func TestCookieTemplate(t *testing.T) {
 // only values encode produced yield a token.
 func FuzzCookieDecode(f *testing.F) {
 	const secret, previous = "fuzz-secret-0123456789abcdefghijklmnop", "fuzz-previous-0123456789abcdefghijklm"
-	codec, err := newCookieCodec("session", time.Hour, secret, []string{previous})
+	codec, err := newCookieCodec("session", time.Hour, secret, []string{previous}, time.Now)
 	if err != nil {
 		f.Fatal(err)
 	}
-	oldCodec, err := newCookieCodec("session", time.Hour, previous, nil)
+	oldCodec, err := newCookieCodec("session", time.Hour, previous, nil, time.Now)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func FuzzCookieDecode(f *testing.F) {
 		}
 		req := httptest.NewRequest("GET", "/", nil)
 		req.Header.Set("Cookie", "session="+value)
-		if got, _, ok := codec.tokenFrom(req); !ok || got != token {
+		if got, _ := codec.tokenFrom(req); got.token != token {
 			t.Fatalf("tokenFrom disagrees with decode for %q", value)
 		}
 	})
@@ -295,7 +295,7 @@ func FuzzCookieDecode(f *testing.F) {
 // cookie the HMAC: only values that verified are kept, each for
 // verifiedCacheTTL, and never more than verifiedCacheSize of them.
 func TestVerifiedCookieCache(t *testing.T) {
-	codec, err := newCookieCodec("session", time.Hour, "secret-for-the-cache-test-0123456789abcdef", nil)
+	codec, err := newCookieCodec("session", time.Hour, "secret-for-the-cache-test-0123456789abcdef", nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

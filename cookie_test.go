@@ -2,44 +2,12 @@ package session_test
 
 import (
 	"encoding/base64"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/smartscheduler/session"
 )
-
-// rawCookieGet GETs path on ts with header as the whole Cookie header.
-func rawCookieGet(t *testing.T, ts *testServer, path, header string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest("GET", ts.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if header != "" {
-		req.Header.Set("Cookie", header)
-	}
-	resp, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
-// issue returns a fresh cookie value from ts for a session holding
-// color=blue.
-func issue(t *testing.T, ts *testServer, name string) string {
-	t.Helper()
-	resp, _ := rawCookieGet(t, ts, "/set?color=blue", "")
-	ck := setCookie(resp, name)
-	if ck == nil {
-		t.Fatalf("no %s cookie issued", name)
-	}
-	return ck.Value
-}
 
 func TestBadCookies(t *testing.T) {
 	t.Parallel()

@@ -11,12 +11,34 @@
 //	http.ListenAndServe(":8080", sessions.Handler(mux))
 //
 // Inside a handler, session.FromContext(r.Context()) returns the request's
-// Session: Set and Get JSON values, read them typed with Value[T], change
-// one atomically with Update[T], Renew the token at sign-in, Destroy at
-// sign-out, and SetUser so Manager.RevokeUser can sign a user out
-// everywhere.
+// Session: Set and read JSON values (Value[T]), change one atomically with
+// Update[T], Renew the token at sign-in, Destroy at sign-out, and SetUser so
+// Manager.RevokeUser can sign a user out everywhere. Code that cannot wrap
+// its handlers (a framework with handlers of its own, a WebSocket
+// handshake) uses Manager.Begin and Manager.Save instead of Handler.
 //
-// What the library guarantees:
+// # Errors
+//
+// Every Session method that can fail returns an error, and none fails
+// silently:
+//
+//   - The store could not answer (ErrUnavailable wrapped, or a timeout):
+//     every call that needs the session returns the failure, and the
+//     Manager's error handler (DefaultErrorHandler: 503 with Retry-After)
+//     answers the request in place of the handler's response, unless the
+//     handler called Degrade to serve the request without its session.
+//   - A value is missing (ErrNoValue) or does not decode into the type asked
+//     for: Value and Pop return that error for that key only.
+//   - A change would exceed Config.MaxSize (ErrTooLarge), or a value cannot
+//     be stored: Set refuses it at once.
+//   - The response's headers have left (ErrCommitted): a change, or Flashes,
+//     could no longer be saved.
+//   - Misuse is a panic naming the fix: FromContext on a request that never
+//     passed through Manager.Handler or Manager.Begin.
+//
+// Err reports the store's failure without changing anything.
+//
+// # Guarantees
 //
 //   - A request that never touches its session costs no store call; a
 //     session read but not changed is not written.
@@ -31,4 +53,11 @@
 //   - A tampered, expired or otherwise unverifiable cookie is a new session,
 //     never an error; a store outage is a 503, and service resumes by itself.
 //   - Secrets rotate without logging anyone out (Config.PreviousSecrets).
+//
+// # Stores
+//
+// A Store keeps sessions; store.go documents the contract, and package
+// storetest checks an implementation against it. PostgresStore and the
+// development memory store implement it, with the optional UserIndex and
+// Pruner.
 package session

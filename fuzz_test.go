@@ -40,24 +40,13 @@ func (s *loadRecorder) take() []string {
 	return keys
 }
 
-// serve runs one request through h, with cookieHeader as its Cookie header.
-func serve(h http.Handler, path, cookieHeader string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest("GET", path, nil)
-	if cookieHeader != "" {
-		req.Header["Cookie"] = []string{cookieHeader}
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
 // FuzzCookieHeader sends arbitrary Cookie headers through the whole
 // middleware. No header may cause anything but a 200, and the store may
 // only be asked for the session of a cookie in the header that verifies:
 // unsigned input never costs a store query. (FuzzCookieDecode checks that
 // only tokens the server signed verify.)
 func FuzzCookieHeader(f *testing.F) {
-	store := &loadRecorder{Store: session.NewMemoryStore()}
+	store := &loadRecorder{Store: session.NewMemoryStoreOnClock(time.Now)}
 	m, err := session.New(context.Background(), session.Config{Secret: "fuzz-cookie-header-secret-0123456789abcdef"},
 		session.WithStore(store), session.WithLogger(discardLogger))
 	if err != nil {
@@ -126,23 +115,13 @@ func FuzzCookieHeader(f *testing.F) {
 	})
 }
 
-// setCookieOf returns the session cookie a recorded response set, or nil.
-func setCookieOf(rec *httptest.ResponseRecorder) *http.Cookie {
-	for _, ck := range rec.Result().Cookies() {
-		if ck.Name == "session" {
-			return ck
-		}
-	}
-	return nil
-}
-
 // FuzzStoredValue plants arbitrary bytes as a stored value, as a corrupted
 // or hand-edited store, or a value written by another version of the
 // application, would hold, and reads it every way a handler can. Nothing
 // may panic, the request must succeed, and the session's other values must
 // stay readable.
 func FuzzStoredValue(f *testing.F) {
-	store := session.NewMemoryStore()
+	store := session.NewMemoryStoreOnClock(time.Now)
 	m, err := session.New(context.Background(), session.Config{Secret: "fuzz-stored-value-secret-0123456789abcdef"},
 		session.WithStore(store), session.WithLogger(discardLogger))
 	if err != nil {
@@ -156,21 +135,27 @@ func FuzzStoredValue(f *testing.F) {
 	}
 	h := m.Handler(handlerFunc(func(s *session.Session, r *http.Request) error {
 		var errs []error
-		for _, dst := range []any{new(int), new(string), new(bool), new(float64), new([]any), new(map[string]any),
-			new(profile), new(*int), new(any), new(json.RawMessage), new([]string), new(uint8)} {
-			if err := s.Get("k", dst); errors.Is(err, session.ErrNoValue) {
-				errs = append(errs, fmt.Errorf("Get(k) into %T: %v", dst, err))
+		for into, err := range map[string]error{
+			"int": valueErr[int](s), "string": valueErr[string](s), "bool": valueErr[bool](s), "float64": valueErr[float64](s),
+			"[]any": valueErr[[]any](s), "map": valueErr[map[string]any](s), "profile": valueErr[profile](s), "*int": valueErr[*int](s),
+			"any": valueErr[any](s), "json.RawMessage": valueErr[json.RawMessage](s), "[]string": valueErr[[]string](s), "uint8": valueErr[uint8](s),
+		} {
+			if errors.Is(err, session.ErrNoValue) {
+				errs = append(errs, fmt.Errorf("Value[%s](k): %v", into, err))
 			}
 		}
-		session.Value[[]string](s, "k")
-		session.Update(s, "k", func(n int, _ bool) (int, error) { return n + 1, nil })
-		s.Flashes()
+		_, _ = session.Update(s, "k", func(n int, _ bool) (int, error) { return n + 1, nil })
+		if _, err := s.Flashes(); err != nil {
+			errs = append(errs, fmt.Errorf("Flashes: %v", err))
+		}
 		if err := s.AddFlash("next"); err != nil {
 			errs = append(errs, fmt.Errorf("AddFlash: %v", err))
 		}
-		s.Keys()
-		if n, ok := session.Value[int](s, "ok"); !ok || n != 1 {
-			errs = append(errs, fmt.Errorf("Value[int](ok) = %d, %v; want the untouched 1", n, ok))
+		if _, err := s.Keys(); err != nil {
+			errs = append(errs, fmt.Errorf("Keys: %v", err))
+		}
+		if n, err := session.Value[int](s, "ok"); err != nil || n != 1 {
+			errs = append(errs, fmt.Errorf("Value[int](ok) = %d, %v; want the untouched 1", n, err))
 		}
 		return errors.Join(errs...)
 	}))
@@ -237,8 +222,11 @@ func FuzzPostgresTableName(f *testing.F) {
 		if _, err := s.Load(ctx, "k"); err != nil {
 			t.Fatalf("table %q: Load: %v", name, err)
 		}
-		if _, err := s.Stats(ctx); err != nil {
-			t.Fatalf("table %q: Stats: %v", name, err)
+		if _, err := s.ListUser(ctx, "someone"); err != nil {
+			t.Fatalf("table %q: ListUser: %v", name, err)
+		}
+		if _, err := s.Prune(ctx, 10); err != nil {
+			t.Fatalf("table %q: Prune: %v", name, err)
 		}
 		var n int
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", schema, name).Scan(&n); err != nil || n != 1 {
@@ -246,4 +234,10 @@ func FuzzPostgresTableName(f *testing.F) {
 		}
 		pgtest.Exec(t, "SELECT FROM "+canary)
 	})
+}
+
+// valueErr is the error of reading key "k" of s as a T.
+func valueErr[T any](s *session.Session) error {
+	_, err := session.Value[T](s, "k")
+	return err
 }

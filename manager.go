@@ -15,14 +15,12 @@ import (
 // with New at start-up, wrap handlers with Handler, and Close it at
 // shutdown. A Manager is safe for concurrent use.
 type Manager struct {
-	cfg          Config
-	store        Store
-	closeStore   func() // set when New opened the store, so Close closes it
+	backend
+	users        UserIndex // nil when the store has no user index
+	closeStore   func()    // set when New opened the store, so Close closes it
 	codec        *cookieCodec
 	cookies      cookieTemplate
-	logger       *slog.Logger
 	errorHandler func(http.ResponseWriter, *http.Request, error)
-	now          func() time.Time
 
 	stopPruning context.CancelFunc
 	pruning     sync.WaitGroup
@@ -32,8 +30,10 @@ type Manager struct {
 // Option adjusts a Manager beyond what Config holds.
 type Option func(*Manager)
 
-// WithStore makes the Manager use store instead of the one Config selects.
-// The caller keeps ownership: Manager.Close does not close it.
+// WithStore makes the Manager use store instead of the one Config selects;
+// Config's store settings (UsePostgres, DatabaseURL, AllowMemoryStore) are
+// then not checked. The caller keeps ownership: Manager.Close does not close
+// it.
 func WithStore(store Store) Option {
 	return func(m *Manager) { m.store = store }
 }
@@ -44,14 +44,14 @@ func WithLogger(logger *slog.Logger) Option {
 }
 
 // WithErrorHandler sets what answers a request whose session could not be
-// loaded or saved before its headers left. The default, DefaultErrorHandler,
-// answers 503 when the store is unreachable and 500 otherwise.
+// loaded or saved before its headers left. The default is
+// DefaultErrorHandler.
 func WithErrorHandler(h func(http.ResponseWriter, *http.Request, error)) Option {
 	return func(m *Manager) { m.errorHandler = h }
 }
 
 // WithClock replaces time.Now for new sessions' deadlines, cookie expiry and
-// the memory store New creates, so tests can move time without sleeping.
+// the memory store, so tests can move time without sleeping.
 func WithClock(now func() time.Time) Option {
 	return func(m *Manager) { m.now = now }
 }
@@ -61,32 +61,23 @@ func WithClock(now func() time.Time) Option {
 // (connecting, verifying and migrating within cfg.StoreTimeout) or memory.
 // Every configuration problem is reported at once.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("session: invalid configuration:\n%w", err)
-	}
-	m := &Manager{
-		cfg:    cfg.WithDefaults(),
-		logger: slog.Default(),
-		now:    time.Now,
-	}
+	m := &Manager{}
+	m.logger, m.now, m.errorHandler = slog.Default(), time.Now, DefaultErrorHandler
 	for _, opt := range opts {
 		opt(m)
 	}
-	if m.errorHandler == nil {
-		logger := m.logger
-		m.errorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-			DefaultErrorHandler(logger, w, r, err)
-		}
+	if err := cfg.validate(m.store != nil); err != nil {
+		return nil, fmt.Errorf("session: invalid configuration:\n%w", err)
 	}
+	m.cfg = cfg.withDefaults()
 	if m.cfg.Secret == "" {
 		m.cfg.Secret = newToken() // 256 random bits, as a session token has
 		m.logger.Warn("session: SESSION_SECRET is not set; using a random secret, so sessions will not survive a restart (run `sessionctl secret` to make one)")
 	}
-	codec, err := newCookieCodec(m.cfg.CookieName, m.cfg.Lifetime, m.cfg.Secret, m.cfg.PreviousSecrets)
+	codec, err := newCookieCodec(m.cfg.CookieName, m.cfg.Lifetime, m.cfg.Secret, m.cfg.PreviousSecrets, m.now)
 	if err != nil {
 		return nil, err
 	}
-	codec.now = m.now
 	m.codec = codec
 	m.cookies = cookieTemplate{
 		name:     m.cfg.CookieName,
@@ -95,26 +86,36 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		sameSite: m.cfg.SameSite,
 	}
 	if m.store == nil {
-		if m.cfg.UsePostgres {
-			ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
-			defer cancel()
-			pg, err := OpenPostgresStore(ctx, m.cfg.DatabaseURL, PostgresOptions{
-				Table:            m.cfg.Table,
-				ManualMigrations: m.cfg.ManualMigrations,
-				ConnectTimeout:   m.cfg.StoreTimeout,
-			})
-			if err != nil {
-				return nil, err
-			}
-			m.store, m.closeStore = pg, pg.Close
-		} else {
-			m.store = newMemoryStore(m.now)
+		if err := m.openStore(ctx); err != nil {
+			return nil, err
 		}
 	}
+	m.users, _ = m.store.(UserIndex)
 	pruneCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopPruning = stop
-	m.pruning.Go(func() { m.pruneLoop(pruneCtx) })
+	if pruner, ok := m.store.(Pruner); ok {
+		m.pruning.Go(func() { m.pruneLoop(pruneCtx, pruner) })
+	}
 	return m, nil
+}
+
+// openStore opens the store the configuration selects.
+func (m *Manager) openStore(ctx context.Context) error {
+	if !m.cfg.UsePostgres {
+		m.store = newMemoryStore(m.now)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	pg, pool, err := openPostgresStore(ctx, m.cfg.DatabaseURL, PostgresOptions{
+		Table:            m.cfg.Table,
+		ManualMigrations: m.cfg.ManualMigrations,
+	}, m.cfg.StoreTimeout)
+	if err != nil {
+		return err
+	}
+	m.store, m.closeStore = pg, pool.Close
+	return nil
 }
 
 // Close stops background pruning and closes the store if New opened it.
@@ -129,65 +130,64 @@ func (m *Manager) Close() {
 	})
 }
 
-// Config returns the configuration in force, defaults applied.
-func (m *Manager) Config() Config { return m.cfg }
-
 // RevokeUser ends every session of userID at once, on every instance
-// sharing the store ("sign out everywhere"), and returns how many ended.
+// sharing the store ("sign out everywhere"), and returns how many ended. It
+// returns ErrNotSupported when the store has no UserIndex.
 func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
-	ctx, cancel := m.storeContext(ctx)
+	if m.users == nil {
+		return 0, fmt.Errorf("session: revoking sessions of a user: %w", ErrNotSupported)
+	}
+	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	n, err := m.store.DeleteUser(ctx, userID)
+	ended, err := m.users.DeleteUser(ctx, userID, "")
 	if err != nil {
 		return 0, fmt.Errorf("session: revoking sessions of a user: %w", err)
 	}
-	return n, nil
+	return len(ended), nil
 }
 
 // RevokeSession ends the session stored under key (see Info.Key).
 func (m *Manager) RevokeSession(ctx context.Context, key string) error {
-	ctx, cancel := m.storeContext(ctx)
+	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	if err := m.store.Delete(ctx, key); err != nil {
+	if _, err := m.store.Delete(ctx, key); err != nil {
 		return fmt.Errorf("session: revoking a session: %w", err)
 	}
 	return nil
 }
 
 // UserSessions lists userID's live sessions, newest first, for a "your
-// devices" page.
+// devices" page. Given a request's context, it marks that request's own
+// session Current. It returns ErrNotSupported when the store has no
+// UserIndex.
 func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, error) {
-	ctx, cancel := m.storeContext(ctx)
+	if m.users == nil {
+		return nil, fmt.Errorf("session: listing sessions of a user: %w", ErrNotSupported)
+	}
+	bounded, cancel := m.bound(ctx)
 	defer cancel()
-	infos, err := m.store.ListUser(ctx, userID)
+	infos, err := m.users.ListUser(bounded, userID)
 	if err != nil {
 		return nil, fmt.Errorf("session: listing sessions of a user: %w", err)
+	}
+	if st, ok := ctx.Value(contextKey{}).(*sessionState); ok {
+		st.mu.Lock()
+		current := st.key
+		st.mu.Unlock()
+		for i := range infos {
+			infos[i].Current = infos[i].Key == current
+		}
 	}
 	return infos, nil
 }
 
-// storeContext bounds one store call by Config.StoreTimeout.
-func (m *Manager) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, m.cfg.StoreTimeout)
-}
-
-// newRecord returns an empty record for a session created at now.
-func (m *Manager) newRecord(now time.Time) *Record {
-	rec := &Record{
-		Values:     nil,
-		Persistent: true,
-		Created:    now,
-		Expiry:     now.Add(m.cfg.Lifetime),
-	}
-	if m.cfg.IdleTimeout > 0 {
-		rec.IdleExpiry = minTime(now.Add(m.cfg.IdleTimeout), rec.Expiry)
-	}
-	return rec
-}
+// pruneBatch is how many expired sessions one Pruner.Prune call deletes:
+// small enough that each call is short, however large the backlog.
+const pruneBatch = 1000
 
 // pruneLoop deletes expired sessions every PruneInterval, jittered by up to
 // a fifth so that instances started together do not prune together.
-func (m *Manager) pruneLoop(ctx context.Context) {
+func (m *Manager) pruneLoop(ctx context.Context, pruner Pruner) {
 	interval := m.cfg.PruneInterval
 	for {
 		wait := interval - interval/10 + mrand.N(interval/5+1)
@@ -196,30 +196,52 @@ func (m *Manager) pruneLoop(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		pctx, cancel := context.WithTimeout(ctx, min(interval, time.Minute))
-		n, err := m.store.Prune(pctx)
-		cancel()
+		n, err := m.prune(ctx, pruner)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			m.logger.Warn("session: pruning expired sessions failed; will retry", "error", err)
+			m.logger.Warn("session: pruning expired sessions failed; will retry", "pruned", n, "error", err)
 		case n > 0:
 			m.logger.Debug("session: pruned expired sessions", "count", n)
 		}
 	}
 }
 
+// prune deletes every expired session in batches, each bounded by
+// StoreTimeout, and returns how many it deleted.
+func (m *Manager) prune(ctx context.Context, pruner Pruner) (int, error) {
+	total := 0
+	for {
+		batch, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+		pruned, err := pruner.Prune(batch, pruneBatch)
+		cancel()
+		total += len(pruned)
+		if err != nil || len(pruned) < pruneBatch {
+			return total, err
+		}
+	}
+}
+
 // DefaultErrorHandler answers 503 Service Unavailable when the store could
-// not be reached (so load balancers and clients retry) and 500 otherwise,
-// and logs the error. It never writes details of the error to the client.
-func DefaultErrorHandler(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "1")
+// not be reached (so load balancers and clients retry), 413 Content Too
+// Large when a change would take the session over Config.MaxSize, and 500
+// otherwise, and logs the error with the Manager's logger. It never writes
+// details of the error to the client.
+func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	logger := slog.Default()
+	if st, ok := r.Context().Value(contextKey{}).(*sessionState); ok {
+		logger = st.b.logger
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		logger.DebugContext(r.Context(), "session: request canceled by the client before its session was saved", "error", err)
 		return
+	}
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
 	}
 	logger.ErrorContext(r.Context(), "session: store error", "status", status, "method", r.Method, "path", r.URL.Path, "error", err)
 	http.Error(w, http.StatusText(status), status)

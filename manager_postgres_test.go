@@ -18,85 +18,6 @@ import (
 	"github.com/smartscheduler/session/internal/pgtest"
 )
 
-// pgInstance is one application instance: a Manager on its own pool, on a
-// table other instances may share.
-type pgInstance struct {
-	*testServer
-	counter *statementCounter
-	table   string
-}
-
-// startPostgresInstance starts an app instance on table with its own pool,
-// counting the statements that pool sends. It runs on the real clock,
-// which PostgreSQL compares expiry against.
-func startPostgresInstance(t *testing.T, table string, cfg session.Config, handler http.Handler) *pgInstance {
-	t.Helper()
-	counter := &statementCounter{}
-	poolCfg := pgtest.Config(t, pgtest.URL(t))
-	poolCfg.ConnConfig.Tracer = counter
-	store, err := session.NewPostgresStore(t.Context(), pgtest.NewPool(t, poolCfg), session.PostgresOptions{Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	*counter = statementCounter{}
-	if cfg.Secret == "" {
-		cfg.Secret = "shared-secret-of-every-instance-0123456789"
-	}
-	ts := startServer(t, serverSetup{cfg: cfg, store: newSpyStore(store), options: []session.Option{session.WithClock(time.Now)}}, handler)
-	return &pgInstance{testServer: ts, counter: counter, table: table}
-}
-
-// twoInstances starts two instances of handler on one table: two replicas
-// of an application behind a load balancer.
-func twoInstances(t *testing.T, handler http.Handler) (a, b *pgInstance) {
-	t.Helper()
-	table := pgtest.Schema(t)
-	return startPostgresInstance(t, table, session.Config{}, handler), startPostgresInstance(t, table, session.Config{}, handler)
-}
-
-// withCookieOf returns a client of a that holds the session cookie c holds
-// for b: the same browser talking to another instance behind a balancer.
-func withCookieOf(t *testing.T, a *pgInstance, c *http.Client, b *pgInstance) *http.Client {
-	t.Helper()
-	other := a.client(t)
-	value := jarCookie(t, c, b.URL, "session")
-	if value == "" {
-		t.Fatal("the client holds no session cookie")
-	}
-	req, _ := http.NewRequest("GET", a.URL, nil)
-	other.Jar.SetCookies(req.URL, []*http.Cookie{{Name: "session", Value: value, Path: "/"}})
-	return other
-}
-
-// startFunc starts a server running handler on one kind of store and
-// returns it with a function counting the records its store holds.
-type startFunc func(handler http.Handler) (ts *testServer, records func() int)
-
-// onEachStore runs test once on the memory store and once on PostgreSQL,
-// for behaviour that must not depend on the store.
-func onEachStore(t *testing.T, test func(t *testing.T, start startFunc)) {
-	t.Run("memory", func(t *testing.T) {
-		t.Parallel()
-		test(t, func(handler http.Handler) (*testServer, func() int) {
-			ts := startServer(t, serverSetup{}, handler)
-			return ts, ts.store.Store.(*session.MemoryStore).Len
-		})
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		test(t, func(handler http.Handler) (*testServer, func() int) {
-			inst := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, handler)
-			return inst.testServer, func() int {
-				var n int
-				if err := pgxQueryRow(t, "SELECT count(*) FROM "+inst.table).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		})
-	})
-}
-
 func TestPostgresTwoInstancesShareSessions(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, appHandler())
@@ -237,13 +158,6 @@ func TestPostgresAtomicIncrementsAreExact(t *testing.T) {
 	if _, body := fetchOK(t, c, a.URL+"/count"); body != strconv.Itoa(n) {
 		t.Fatalf("counter = %s after %d concurrent increments", body, n)
 	}
-}
-
-// pgxQueryRow runs a query on a fresh pool of the test server.
-func pgxQueryRow(t *testing.T, sql string, args ...any) interface{ Scan(...any) error } {
-	t.Helper()
-	pool := pgtest.Pool(t)
-	return pool.QueryRow(t.Context(), sql, args...)
 }
 
 // TestPostgresStatementsPerRequest pins the cost of each kind of request

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 )
@@ -16,38 +17,109 @@ import (
 // handler answers instead and the handler's later writes are discarded.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if st, ok := r.Context().Value(contextKey{}).(*sessionState); ok && st.m == m {
+		if st, ok := r.Context().Value(contextKey{}).(*sessionState); ok && st.b == &m.backend {
 			next.ServeHTTP(w, r) // already wrapped by this Manager
 			return
 		}
-		a := &perRequest{}
-		st := &a.state
-		st.m = m
-		r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
-		st.req = r
-		a.session = Session{sessionState: st, ctx: r.Context()}
-		st.session = &a.session
-		a.writer = responseWriter{ResponseWriter: w, session: &a.session, req: r}
-		next.ServeHTTP(&a.writer, r)
-		a.writer.commit()
+		rq := &perRequest{}
+		r = m.begin(r, rq)
+		rq.writer = responseWriter{ResponseWriter: w, m: m, st: &rq.state, req: r}
+		next.ServeHTTP(&rq.writer, r)
+		rq.writer.commit()
 	})
 }
 
-// perRequest is what Handler allocates for a request, in one allocation.
+// perRequest is what a request needs, allocated in one piece.
 type perRequest struct {
 	state   sessionState
 	session Session
 	writer  responseWriter
 }
 
+// Begin attaches the request's session to r, for code that cannot wrap its
+// handlers with Handler: a framework whose handlers do not take an
+// http.ResponseWriter, or a WebSocket upgrade that must set the cookie on
+// the handshake. It returns a shallow copy of r whose context carries the
+// session (FromContext); nothing is read from the store until the session
+// is used. Call Save before the response's headers are written.
+func (m *Manager) Begin(r *http.Request) *http.Request {
+	return m.begin(r, &perRequest{})
+}
+
+// begin reads the request's cookie, once, and binds rq's session to a copy
+// of r.
+func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
+	presented, refused := m.codec.tokenFrom(r)
+	if refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
+		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
+	}
+	st := &rq.state
+	st.init(&m.backend, presented)
+	r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
+	rq.session = Session{sessionState: st, ctx: r.Context()}
+	st.session = &rq.session
+	return r
+}
+
+// Save stores the changes made to the session of r, a request returned by
+// Begin, and sets the session's cookie, Vary and Cache-Control headers on
+// w.Header(). Call it once, before the response's headers are written;
+// later changes fail with ErrCommitted. If it fails, answer the request
+// with the error, as Handler does through the error handler
+// (DefaultErrorHandler, say).
+func (m *Manager) Save(w http.ResponseWriter, r *http.Request) error {
+	st, ok := r.Context().Value(contextKey{}).(*sessionState)
+	if !ok || st.b != &m.backend {
+		return errors.New("session: Save: the request carries no session of this Manager: pass the request Begin returned")
+	}
+	return m.save(w.Header(), st)
+}
+
+// save writes the session, then the headers that go with it. A session
+// the handler never touched costs nothing and adds no header.
+func (m *Manager) save(h http.Header, st *sessionState) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil
+	}
+	touched := st.status != unread || st.dirty()
+	err := st.save(st.session.ctx)
+	switch {
+	case !touched:
+		return nil
+	case err != nil && st.degraded && st.status == failed:
+		return nil // the handler was told, and answered without its session
+	case err != nil:
+		return err
+	}
+	h.Add("Vary", "Cookie")
+	c := st.outcome()
+	switch {
+	case c.expire:
+		h.Add("Set-Cookie", m.cookies.expired().String())
+	case c.send:
+		value, err := m.codec.encode(c.token)
+		if err != nil {
+			return err
+		}
+		h.Add("Set-Cookie", m.cookies.cookie(value, c.persistent, c.deadline, m.now()).String())
+	default:
+		return nil
+	}
+	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	return nil
+}
+
 // errResponseAborted is returned by writes after the error handler has
 // answered the request.
 var errResponseAborted = errors.New("session: response replaced by the error handler because the session could not be saved")
 
-// responseWriter commits the session before anything reaches the client.
+// responseWriter saves the session before anything reaches the client.
 type responseWriter struct {
 	http.ResponseWriter
-	session   *Session
+	m         *Manager
+	st        *sessionState
 	req       *http.Request
 	committed bool
 	failed    bool
@@ -60,13 +132,13 @@ func (w *responseWriter) commit() {
 		return
 	}
 	w.committed = true
-	if err := w.session.commit(w.ResponseWriter); err != nil {
+	if err := w.m.save(w.ResponseWriter.Header(), w.st); err != nil {
 		w.failed = true
 		// The handler's headers describe the response it meant to send (a
 		// Location, a Content-Disposition, a Cache-Control that lets a
 		// shared cache keep the page); none of them fits the error.
 		clear(w.ResponseWriter.Header())
-		w.session.m.errorHandler(w.ResponseWriter, w.req, err)
+		w.m.errorHandler(w.ResponseWriter, w.req, err)
 	}
 }
 
@@ -115,10 +187,10 @@ func (w *responseWriter) FlushError() error {
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack implements http.Hijacker for WebSocket upgrades and the like. The
-// session is saved first, but its cookie is only in the header map, which a
-// hijacked connection never writes: make session changes (a sign-in, a
-// Renew) in an ordinary request before upgrading.
+// Hijack implements http.Hijacker. The session is saved first, but its
+// cookie is only in the header map, which a hijacked connection never
+// writes: to set a cookie on a WebSocket handshake, use Begin and Save and
+// hand the headers to the upgrader.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.commit()
 	if w.failed {

@@ -1,7 +1,6 @@
 package session_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,24 +17,6 @@ import (
 
 	"github.com/smartscheduler/session"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // commitTriggers are the ways a handler can send its headers; the session
 // must be saved and its cookie set before each.
@@ -294,13 +275,14 @@ func TestErrorResponseDropsHandlerHeaders(t *testing.T) {
 	}
 }
 
-// TestErrLetsHandlerDegrade: a handler that checks Session.Err and answers
-// without its session keeps its own response instead of the error
-// handler's 503.
+// TestErrLetsHandlerDegrade: a handler that calls Session.Degrade and
+// answers without its session keeps its own response instead of the error
+// handler's 503. (Until issue 10 a call of Err did this as a side effect;
+// Err is now a plain question, see TestErrAloneKeepsTheErrorHandler.)
 func TestErrLetsHandlerDegrade(t *testing.T) {
 	t.Parallel()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := session.FromContext(r.Context()).Err(); err != nil {
+		if err := session.FromContext(r.Context()).Degrade(); err != nil {
 			io.WriteString(w, "degraded")
 			return
 		}
@@ -341,5 +323,26 @@ func TestChangeAfterResponseFails(t *testing.T) {
 	}
 	if stored != "" {
 		t.Errorf("a value set after the response was sent was stored: %q", stored)
+	}
+}
+
+// TestErrAloneKeepsTheErrorHandler: Err reports the store's failure and
+// changes nothing: a handler that asks and then answers as if all were
+// well still gets the error handler's 503, not its own page.
+func TestErrAloneKeepsTheErrorHandler(t *testing.T) {
+	t.Parallel()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = session.FromContext(r.Context()).Err()
+		io.WriteString(w, "signed out page")
+	})
+	ts := startServer(t, serverSetup{}, appHandler())
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/visit")
+	asking := httptest.NewServer(ts.manager.Handler(handler))
+	t.Cleanup(asking.Close)
+	ts.store.failWith(func(string) error { return session.ErrUnavailable })
+	resp, body := fetch(t, c, asking.URL)
+	if resp.StatusCode != http.StatusServiceUnavailable || body == "signed out page" {
+		t.Errorf("status %d, body %q; want the error handler's 503", resp.StatusCode, body)
 	}
 }

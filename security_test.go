@@ -2,8 +2,6 @@ package session_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -19,19 +17,6 @@ import (
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/pgtest"
 )
-
-// randomToken returns a token shaped like the library's, which it never
-// issued.
-func randomToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func sha256Hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
 
 // TestPostgresBadCookiesSendNoSQL replays every kind of bad cookie against
 // the PostgreSQL store. Each gets a fresh session and a 200; a cookie whose
@@ -78,7 +63,7 @@ func TestPostgresBadCookiesSendNoSQL(t *testing.T) {
 		{name: "tampered MAC", header: "session=" + tampered},
 		{name: "signed with another secret", header: "session=" + issueOn(stranger, "session")},
 		{name: "signed for another cookie name", header: "session=" + issueOn(otherName, "other")},
-		{name: "timestamp older than the lifetime", header: "session=" + session.SignToken(t, a.manager, token, time.Now().Add(-session.DefaultLifetime-time.Minute))},
+		{name: "timestamp older than the lifetime", header: "session=" + session.SignToken(t, a.manager, token, time.Now().Add(-defaultLifetime-time.Minute))},
 		{name: "empty", header: "session="},
 		{name: "10 KB", header: "session=" + strings.Repeat("A", 10<<10)},
 		{name: "not base64", header: "session=%%%***!!!"},
@@ -354,7 +339,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	logger.Info("starting", "config", cfg)
 	m, err := session.New(t.Context(), cfg, session.WithLogger(logger), session.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, err error) {
 		remember(err)
-		session.DefaultErrorHandler(logger, w, r, err)
+		session.DefaultErrorHandler(w, r, err)
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +382,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev.Close()
-	keep(dev.Config().Secret)
+	keep(session.SecretOf(dev))
 	oldSigner, err := session.New(t.Context(), session.Config{Secret: previous}, session.WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +390,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	oldSigner.Close()
 	forged := []string{
 		session.SignToken(t, oldSigner, randomToken(), time.Now()),
-		session.SignToken(t, m, randomToken(), time.Now().Add(-session.DefaultLifetime-time.Hour)),
+		session.SignToken(t, m, randomToken(), time.Now().Add(-defaultLifetime-time.Hour)),
 		session.SignToken(t, dev, randomToken(), time.Now()),
 		valid[:len(valid)-2],
 		strings.Repeat("Z", 5000),
@@ -456,7 +441,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	for _, databaseURL := range []string{refused, noDB} {
 		_, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: databaseURL, StoreTimeout: time.Second}, session.WithLogger(logger))
 		if err == nil {
-			t.Fatalf("New succeeded against %s", session.RedactDatabaseURL(databaseURL))
+			t.Fatalf("New succeeded against %s", strings.TrimPrefix(databaseURL, "postgres://app:"+password))
 		}
 		remember(err)
 		logger.Error("session store failed to start", "error", err)

@@ -1,101 +1,123 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"time"
 )
 
 // Store keeps session records. The Manager is its only caller; handlers never
-// see it. Every method takes a context that carries the request's deadline and
-// must return promptly once it is done.
+// see it. This page is all a store author needs: the required interface, the
+// optional ones (UserIndex, Pruner), the types they exchange and the errors
+// they return. Package storetest checks an implementation against it.
 //
-// The contract, which every implementation must honour and which
-// package storetest checks:
+// The contract every implementation honours:
 //
 //   - Keys are the hex SHA-256 of a session token. A Store never sees a token,
 //     so a leak of its contents lets nobody hijack a session.
 //   - A record is live while the store's clock is before Expiry and, when
-//     IdleExpiry is set, before IdleExpiry. An expired record is the same as a
-//     missing one: Load, Apply, Update and Touch return ErrNotFound for it.
+//     IdleExpiry is set, before IdleExpiry. An expired record is the same as
+//     a missing one: Load, Apply, Rekey and Update return ErrNotFound for it.
 //     Stores compare expiry with their own clock (PostgreSQL: the database's
-//     now()) and report it in Record.LoadedAt, so the Manager computes new
-//     deadlines of a stored session from that same clock (Apply slides the
-//     idle expiry by it directly). Only a brand-new session's first
-//     deadlines come from the application's clock, which is why
-//     `sessionctl check` warns when the two drift apart.
-//   - Version counts committed changes. Insert stores version 1; Apply and
-//     Update store the next version; Touch leaves it alone.
+//     now()) and report it in Record.LoadedAt, so that the Manager computes
+//     deadlines of a stored session from that same clock.
 //   - Apply changes the record as it is in the store at that moment, not as
-//     the caller last read it: it removes and sets only the keys the change
+//     the caller last read it: it removes and sets only the keys the Change
 //     names, atomically. Two requests that change different keys of one
 //     session therefore both land, whatever their order; nothing is ever
 //     overwritten blindly, and a record deleted meanwhile (logout, renewal)
 //     is never re-created.
 //   - Insert never overwrites: an existing key is ErrConflict.
-//   - ErrNotFound and ErrConflict are the only expected failures. Any other
-//     error means the store could not answer; wrap ErrUnavailable in it when
-//     the backend is unreachable (connection refused, timeout) so the
-//     Manager can answer 503 instead of 500.
+//   - ErrNotFound, ErrConflict and ErrTooLarge are the expected failures.
+//     Any other error means the store could not answer; wrap ErrUnavailable
+//     in it when the backend is unreachable (connection refused, timeout) so
+//     that the Manager answers 503 instead of 500.
+//   - Every method takes a context that carries the request's deadline and
+//     returns promptly once it is done.
 //   - A Store is safe for concurrent use by multiple goroutines, and by
 //     multiple processes where the backend is shared.
 type Store interface {
-	// Load returns the live record for key, with LoadedAt set to the store's
-	// clock, or ErrNotFound.
+	// Load returns the live record under key, with LoadedAt set to the
+	// store's clock, or ErrNotFound.
 	Load(ctx context.Context, key string) (*Record, error)
 
-	// Insert stores a new record under key with version 1 and sets
-	// rec.Version to 1. It returns ErrConflict if key exists.
+	// Insert stores a new record under key. It returns ErrConflict if key
+	// exists.
 	Insert(ctx context.Context, key string, rec *Record) error
 
-	// Apply applies change atomically to the live record under key, stores
-	// the next version, and returns the record as stored, with LoadedAt set
-	// to the store's clock, but without its Values (nil): the caller knows
-	// its own changes, and sending the whole session back would make every
-	// write cost twice its size. It returns ErrNotFound if there is no live
-	// record.
+	// Apply applies change atomically to the live record under key (see
+	// Change) and returns the record as stored, with LoadedAt set to the
+	// store's clock but without its Values (nil): the caller knows its own
+	// changes, and sending the whole session back would make every write
+	// cost twice its size. It returns ErrNotFound if there is no live
+	// record, and ErrTooLarge, storing nothing, if the change would take
+	// the values over change.MaxSize.
+	//
+	// A change that sets, deletes and clears nothing only slides the idle
+	// expiry and LastSeen (a touch): a store should then leave the values
+	// unwritten, which is what keeps sliding expiry cheap.
 	Apply(ctx context.Context, key string, change Change) (*Record, error)
 
 	// Rekey moves the live record under oldKey to newKey in one atomic step
 	// (a renewal), applying change to it as it is at that moment and giving
-	// it fresh's Created, Expiry and IdleExpiry, as version 1. It returns
+	// it fresh's Created, UserAgent and IP, fresh's Expiry unless that is
+	// zero (a renewal that keeps the session's absolute deadline), and
+	// fresh's IdleExpiry, never past Expiry. It returns
 	// the moved record, Values included, with LoadedAt set, or ErrNotFound
-	// if no live record is under oldKey: a session deleted meanwhile is
-	// never re-created, and a change another request applied meanwhile
-	// moves with it.
+	// if no live record is under oldKey: a session deleted meanwhile is never
+	// re-created, and a change another request applied meanwhile moves with
+	// it.
 	Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error)
 
-	// Update runs fn on the current record with no other writer able to
-	// change it until fn returns (PostgreSQL: in one transaction with the row
-	// locked), then stores the result under the next version. If fn returns
-	// an error nothing is stored and Update returns that error. It returns
-	// the stored record, or ErrNotFound.
+	// Update runs fn on the live record under key with no other writer able
+	// to change that record until fn returns (PostgreSQL: in one transaction
+	// with the row locked), then stores what fn left in it (Values, UserID,
+	// Persistent and the deadlines) and sets LastSeen. If fn returns an error
+	// nothing is stored and Update returns that error. It returns the stored
+	// record, with LoadedAt set, or ErrNotFound without calling fn.
 	Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error)
 
-	// Touch moves the idle expiry of a live record to idleExpiry without
-	// rewriting its values or changing its version. It returns ErrNotFound if
-	// the record is gone or expired.
-	Touch(ctx context.Context, key string, idleExpiry time.Time) error
-
-	// Delete removes the record under key. Deleting a missing key is not an
+	// Delete removes the record under key, live or expired, and returns its
+	// summary, or nil if there was none: deleting a missing key is not an
 	// error.
-	Delete(ctx context.Context, key string) error
+	Delete(ctx context.Context, key string) (*Info, error)
+}
 
-	// DeleteUser removes every record whose UserID is userID and returns how
-	// many it removed. An empty userID matches nothing: anonymous sessions
-	// are never revoked in bulk.
-	DeleteUser(ctx context.Context, userID string) (int, error)
-
-	// ListUser returns a summary of every live record whose UserID is userID,
-	// newest first, without their values. An empty userID matches nothing.
+// UserIndex is implemented by stores that find sessions by their user
+// without scanning every session. Manager.RevokeUser, Manager.UserSessions
+// and Session.RevokeOthers need it and return ErrNotSupported from a store
+// without it. An empty userID matches nothing in every method: anonymous
+// sessions are nobody's, and are never listed or revoked in bulk.
+type UserIndex interface {
+	// ListUser returns a summary of every live record of userID, newest
+	// first, without their values.
 	ListUser(ctx context.Context, userID string) ([]Info, error)
 
-	// Prune removes expired records and returns how many it removed. The
-	// Manager calls it periodically; a store shared between processes may
-	// return 0 without work when another process is already pruning.
-	Prune(ctx context.Context) (int, error)
+	// DeleteUser removes every record of userID except the one under keep
+	// ("" keeps none), in one atomic step, and returns what it removed.
+	DeleteUser(ctx context.Context, userID, keep string) ([]Info, error)
+
+	// TrimUser removes the records of userID beyond the max most recently
+	// seen (by LastSeen, then Created), and returns what it removed. When
+	// several run at once for one user, at most max live records remain
+	// once they all return.
+	TrimUser(ctx context.Context, userID string, max int) ([]Info, error)
+}
+
+// Pruner is implemented by stores that delete expired records only when
+// told to. The Manager calls Prune every Config.PruneInterval, each call
+// bounded by Config.StoreTimeout, until a call returns fewer than limit
+// records. A store whose backend expires records by itself (Redis) uses it
+// to drop what it indexes beside them.
+type Pruner interface {
+	// Prune deletes at most limit expired records and returns what it
+	// deleted. A store shared between processes may return none at once
+	// when another process is pruning.
+	Prune(ctx context.Context, limit int) ([]Info, error)
 }
 
 // Record is one session as a Store keeps it.
@@ -104,51 +126,54 @@ type Record struct {
 	// normalise the JSON (PostgreSQL's jsonb reorders object keys and drops
 	// spaces), so values come back equal as JSON, not byte for byte.
 	// Neither the Manager nor a Store modifies a RawMessage in place; they
-	// replace it, which is why Clone may share the bytes.
+	// replace it.
 	Values map[string]json.RawMessage
 	// UserID is the user the session belongs to, or "" for an anonymous
-	// session. Stores index it for DeleteUser and ListUser.
+	// session. A UserIndex indexes it.
 	UserID string
 	// Persistent reports whether the cookie outlives the browser session
-	// (remember-me). It is false for a session cookie.
+	// (remember-me). It is false for a browser-session cookie.
 	Persistent bool
-	// Created is when the session was first stored.
+	// Created is when the session was first stored, or last renewed.
 	Created time.Time
 	// Expiry is the absolute deadline: the session ends then however active
 	// it is.
 	Expiry time.Time
+	// IdleTimeout is the session's own idle timeout, or 0 to follow the
+	// Manager's configuration (Change.IdleTimeout).
+	IdleTimeout time.Duration
 	// IdleExpiry is the sliding deadline, or the zero time when the session
 	// has no idle timeout.
 	IdleExpiry time.Time
-	// Version counts committed changes; see Store.
-	Version int64
-	// LoadedAt is the store's clock when Load, Apply or Update read the
-	// record. Stores ignore it on writes.
+	// LastSeen is the store's clock at the last Apply, Rekey or Update, or
+	// Created when there was none.
+	LastSeen time.Time
+	// UserAgent and IP describe the device that created or last renewed the
+	// session, for a "your devices" page.
+	UserAgent, IP string
+	// LoadedAt is the store's clock when the record was read or written.
+	// Stores ignore it on writes.
 	LoadedAt time.Time
 }
 
-// Clone returns a copy of r with its own Values map, so that a Store and
-// the Manager never share one. The JSON bytes are shared; see Values.
-func (r *Record) Clone() *Record {
-	c := *r
-	c.Values = maps.Clone(r.Values)
-	if c.Values == nil {
-		c.Values = map[string]json.RawMessage{}
-	}
-	return &c
-}
-
-// Deadline returns when the record expires: the earlier of Expiry and a
+// deadline returns when the record expires: the earlier of Expiry and a
 // non-zero IdleExpiry.
-func (r *Record) Deadline() time.Time {
+func (r *Record) deadline() time.Time {
 	if !r.IdleExpiry.IsZero() && r.IdleExpiry.Before(r.Expiry) {
 		return r.IdleExpiry
 	}
 	return r.Expiry
 }
 
+// info summarises r, stored under key.
+func (r *Record) info(key string) Info {
+	return Info{Key: key, UserID: r.UserID, Created: r.Created, LastSeen: r.LastSeen, Expiry: r.Expiry,
+		IdleExpiry: r.IdleExpiry, UserAgent: r.UserAgent, IP: r.IP}
+}
+
 // Change is what one request changed in a session, applied by Store.Apply
-// in this order: Clear, Delete, Set, then the rest.
+// and Store.Rekey in this order: Clear, Delete, Set, the metadata, the size
+// check, then the deadlines.
 type Change struct {
 	// Clear removes every value.
 	Clear bool
@@ -160,14 +185,36 @@ type Change struct {
 	UserID *string
 	// Persistent, when not nil, sets Record.Persistent.
 	Persistent *bool
-	// IdleTimeout, when positive, slides IdleExpiry to the store's clock
-	// plus IdleTimeout, but never past Expiry.
+	// Expiry, when not zero, replaces Record.Expiry: a lifetime of the
+	// session's own.
+	Expiry time.Time
+	// SessionIdleTimeout, when not nil, replaces Record.IdleTimeout.
+	SessionIdleTimeout *time.Duration
+	// IdleTimeout is the configured idle timeout, for records without one
+	// of their own. Apply slides IdleExpiry to the store's clock plus the
+	// record's IdleTimeout, or this when that is 0, never past Expiry; with
+	// neither it leaves IdleExpiry alone. Rekey ignores it: its fresh
+	// record brings the deadlines.
 	IdleTimeout time.Duration
+	// MaxSize, when positive, makes the store refuse with ErrTooLarge, and
+	// store nothing, when a change that sets values would leave them
+	// encoding to more than MaxSize bytes as a JSON object (as the store
+	// encodes them, so stores may differ by a few bytes per value).
+	MaxSize int
 }
 
-// ApplyTo applies the change to rec as Store.Apply must, given the store's
-// clock now: a helper for stores that hold records in memory.
-func (c *Change) ApplyTo(rec *Record, now time.Time) {
+// changesValues reports whether c sets, deletes or clears any value.
+func (c *Change) changesValues() bool {
+	return c.Clear || len(c.Delete) > 0 || len(c.Set) > 0
+}
+
+// applyTo applies c to rec as Store.Apply does, given the store's clock
+// now, for stores that keep records in memory. It returns ErrTooLarge,
+// changing nothing, when the values would exceed MaxSize.
+func (c *Change) applyTo(rec *Record, now time.Time) error {
+	if c.MaxSize > 0 && len(c.Set) > 0 && c.sizeAfter(rec.Values) > c.MaxSize {
+		return ErrTooLarge
+	}
 	if rec.Values == nil || c.Clear {
 		rec.Values = map[string]json.RawMessage{}
 	}
@@ -181,20 +228,78 @@ func (c *Change) ApplyTo(rec *Record, now time.Time) {
 	if c.Persistent != nil {
 		rec.Persistent = *c.Persistent
 	}
-	if c.IdleTimeout > 0 {
-		rec.IdleExpiry = minTime(now.Add(c.IdleTimeout), rec.Expiry)
+	if !c.Expiry.IsZero() {
+		rec.Expiry = c.Expiry
 	}
+	if c.SessionIdleTimeout != nil {
+		rec.IdleTimeout = *c.SessionIdleTimeout
+	}
+	if idle := cmp.Or(rec.IdleTimeout, c.IdleTimeout); idle > 0 {
+		rec.IdleExpiry = now.Add(idle)
+	}
+	if !rec.IdleExpiry.IsZero() && rec.IdleExpiry.After(rec.Expiry) {
+		rec.IdleExpiry = rec.Expiry
+	}
+	rec.LastSeen = now
+	return nil
 }
 
-// Info summarises one session for a "your devices" page.
+// sizeAfter is the size values would have after c, encoded as a JSON
+// object (see encodedSize), computed without changing them.
+func (c *Change) sizeAfter(values map[string]json.RawMessage) int {
+	size := 2 // {}
+	for k, v := range values {
+		if c.Clear || slices.Contains(c.Delete, k) {
+			continue
+		}
+		if _, replaced := c.Set[k]; !replaced {
+			size += entrySize(k, v)
+		}
+	}
+	for k, v := range c.Set {
+		size += entrySize(k, v)
+	}
+	return size
+}
+
+// encodedSize is the size of values encoded as a JSON object: what
+// Config.MaxSize caps.
+func encodedSize(values map[string]json.RawMessage) int {
+	size := 2 // {}
+	for k, v := range values {
+		size += entrySize(k, v)
+	}
+	return size
+}
+
+// entrySize is one key and value's share of an encoded object: the quoted
+// key, a colon, the value and a comma. Keys are counted as if they needed
+// no escaping, which the stores' own encodings also keep within a few
+// bytes.
+func entrySize(key string, value json.RawMessage) int {
+	return len(key) + len(value) + 4
+}
+
+// Info summarises one session for a "your devices" page. It holds no value
+// of the session and no credential.
 type Info struct {
 	// Key is the store key (the hex SHA-256 of the token), usable with
 	// Manager.RevokeSession. It is not a credential.
-	Key        string
-	UserID     string
-	Created    time.Time
+	Key    string
+	UserID string
+	// Created is when the session was created or last renewed (sign-in).
+	Created time.Time
+	// LastSeen is when a request last changed the session or slid its
+	// idle expiry; see Config.TouchInterval.
+	LastSeen   time.Time
 	Expiry     time.Time
 	IdleExpiry time.Time
+	// UserAgent and IP describe the device that signed in; see
+	// Config.TrustedProxies for how the IP is found.
+	UserAgent, IP string
+	// Current reports whether this is the session of the request whose
+	// context was passed to Manager.UserSessions.
+	Current bool
 }
 
 // Errors a Store returns; see Store for when.
@@ -202,4 +307,10 @@ var (
 	ErrNotFound    = errors.New("session: not found")
 	ErrConflict    = errors.New("session: key already exists")
 	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrTooLarge is returned when a change would take a session over
+	// Config.MaxSize.
+	ErrTooLarge = errors.New("session: too large")
+	// ErrNotSupported is returned by the Manager for an operation its store
+	// does not implement (see UserIndex).
+	ErrNotSupported = errors.New("session: not supported by this store")
 )

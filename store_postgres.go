@@ -7,15 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
 )
 
@@ -35,138 +36,163 @@ type PostgresOptions struct {
 	// create tables. The default value is false: the store migrates at open,
 	// safely even when many instances start at once.
 	ManualMigrations bool
-
-	// ConnectTimeout bounds how long OpenPostgresStore waits for the first
-	// connection, and each later connection attempt when the URL sets no
-	// connect_timeout, so that an unreachable database fails requests
-	// quickly instead of hanging them. The default value is 5 seconds.
-	ConnectTimeout time.Duration
-
-	// PruneBatch is how many expired rows Prune deletes per statement. Small
-	// batches keep each transaction short, so pruning a large backlog never
-	// holds locks for long. The default value is 1000.
-	PruneBatch int
 }
 
-const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultPruneBatch     = 1000
-)
-
-// PostgresStore is a Store that keeps sessions in a PostgreSQL table, shared
-// by every process that uses the same table. Make one with NewPostgresStore
-// or OpenPostgresStore.
+// PostgresStore is a Store, UserIndex and Pruner that keeps sessions in a
+// PostgreSQL table, shared by every process that uses the same table. Make
+// one with NewPostgresStore, or let New open one from Config.
 type PostgresStore struct {
 	pool      *pgxpool.Pool
-	ownsPool  bool
 	table     migrations.Table
-	batch     int
 	statement statements
 }
 
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, apply, rekey, lockForUpdate, update, touch,
-	delete, deleteUser, listUser, prune, stats string
+	load, insert, apply, rekey, exists, lockForUpdate, update,
+	delete, deleteUser, listUser, trimUser, prune string
 }
 
-// live is true for a row whose deadline is still ahead of the database's
-// clock. LEAST ignores NULL, so a row without an idle expiry is judged by its
-// absolute expiry alone; it is also the expression the deadline index covers.
-const live = "LEAST(expires_at, idle_expires_at) > now()"
+// Columns and expressions the statements share.
+const (
+	// live is true for a row whose deadline is still ahead of the
+	// database's clock. LEAST ignores NULL, so a row without an idle expiry
+	// is judged by its absolute expiry alone; it is also the expression the
+	// deadline index covers.
+	live = "LEAST(expires_at, idle_expires_at) > now()"
+	// recordColumns are what scanRecord reads after data, before now().
+	recordColumns = "user_id, persistent, created_at, expires_at, (EXTRACT(EPOCH FROM idle_timeout) * 1000000)::bigint," +
+		" idle_expires_at, COALESCE(last_seen, created_at), user_agent, ip"
+	// infoColumns are what scanInfo reads.
+	infoColumns = "id, user_id, created_at, COALESCE(last_seen, created_at), expires_at, idle_expires_at, user_agent, ip"
+	micros      = " * interval '1 microsecond'"
+)
+
+// changeSQL is what Apply and Rekey make of a row's values and metadata:
+// the jsonb operators apply the change to the row as it is, under the row
+// lock the statement takes, so there is no read-modify-write race. first is
+// the number of the first of its parameters (see changeArgs).
+type changeSQL struct{ data, userID, persistent, expiry, idleTimeout, fits string }
+
+func newChangeSQL(first int) changeSQL {
+	p := func(i int) string { return fmt.Sprintf("$%d", first+i) }
+	data := "(CASE WHEN " + p(0) + "::boolean THEN '{}'::jsonb ELSE data END - " + p(1) + "::text[]) || " + p(2) + "::jsonb"
+	return changeSQL{
+		data:        data,
+		userID:      "CASE WHEN " + p(3) + "::boolean THEN " + p(4) + "::text ELSE user_id END",
+		persistent:  "COALESCE(" + p(5) + "::boolean, persistent)",
+		expiry:      "COALESCE(" + p(6) + "::timestamptz, expires_at)",
+		idleTimeout: "CASE WHEN " + p(7) + "::boolean THEN " + p(8) + "::bigint" + micros + " ELSE idle_timeout END",
+		// A change that sets nothing can only shrink the values, so only
+		// one that sets a value pays for measuring them.
+		fits: "(" + p(9) + "::integer <= 0 OR " + p(2) + "::jsonb = '{}'::jsonb OR octet_length((" + data + ")::text) <= " + p(9) + ")",
+	}
+}
 
 func newStatements(t string) statements {
-	const (
-		metadata = "user_id, persistent, created_at, expires_at, idle_expires_at, version"
-		columns  = "data, " + metadata
-	)
+	const stored = "data, user_id, persistent, created_at, expires_at, idle_timeout, idle_expires_at, last_seen, user_agent, ip"
+	apply := newChangeSQL(2)
+	rekey := newChangeSQL(3)
+	// The idle expiry slides by the row's own idle timeout, or the
+	// configured one ($12); without either it keeps its value. Either way
+	// it never passes the absolute expiry.
+	slid := "COALESCE(now() + COALESCE(" + apply.idleTimeout + ", NULLIF($12::bigint, 0)" + micros + "), idle_expires_at)"
 	return statements{
-		load:   "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
-		insert: "INSERT INTO " + t + " (id, " + columns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
-		// The jsonb operators apply the change to the row as it is now,
-		// under the row lock the UPDATE takes: no read-modify-write race.
-		apply: "UPDATE " + t + " SET data = (CASE WHEN $2 THEN '{}'::jsonb ELSE data END - $3::text[]) || $4::jsonb," +
-			" user_id = CASE WHEN $5 THEN $6 ELSE user_id END, persistent = COALESCE($7, persistent)," +
-			" idle_expires_at = CASE WHEN $8::bigint > 0 THEN LEAST(now() + $8::bigint * interval '1 microsecond', expires_at) ELSE idle_expires_at END," +
-			" version = version + 1 WHERE id = $1 AND " + live + " RETURNING " + metadata + ", now()",
+		load:   "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
+		insert: "INSERT INTO " + t + " (id, " + stored + ") VALUES ($1, $2, $3, $4, $5, $6, $7" + micros + ", $8, $9, $10, $11)",
+		apply: "UPDATE " + t + " SET data = " + apply.data + ", user_id = " + apply.userID + ", persistent = " + apply.persistent +
+			", expires_at = " + apply.expiry + ", idle_timeout = " + apply.idleTimeout +
+			", idle_expires_at = CASE WHEN " + slid + " IS NULL THEN NULL ELSE LEAST(" + slid + ", " + apply.expiry + ") END, last_seen = now()" +
+			" WHERE id = $1 AND " + live + " AND " + apply.fits + " RETURNING " + recordColumns + ", now()",
 		// DELETE waits for a concurrent writer's row lock and returns the
 		// row as that writer left it; no row means no session to move.
-		rekey: "WITH old AS (DELETE FROM " + t + " WHERE id = $1 AND " + live + " RETURNING data, user_id, persistent)" +
-			" INSERT INTO " + t + " (id, " + columns + ") SELECT $2::text, (CASE WHEN $3::boolean THEN '{}'::jsonb ELSE data END - $4::text[]) || $5::jsonb," +
-			" CASE WHEN $6::boolean THEN $7::text ELSE user_id END, COALESCE($8::boolean, persistent), $9::timestamptz, $10::timestamptz, $11::timestamptz, 1" +
-			" FROM old RETURNING " + columns + ", now()",
-		lockForUpdate: "SELECT " + columns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
-		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, created_at = $5, expires_at = $6, idle_expires_at = $7, version = version + 1" +
-			" WHERE id = $1 RETURNING version",
-		touch:      "UPDATE " + t + " SET idle_expires_at = $2 WHERE id = $1 AND " + live,
-		delete:     "DELETE FROM " + t + " WHERE id = $1",
-		deleteUser: "DELETE FROM " + t + " WHERE user_id = $1",
-		listUser: "SELECT id, user_id, created_at, expires_at, idle_expires_at FROM " + t +
-			" WHERE user_id = $1 AND " + live + " ORDER BY created_at DESC, id",
-		// SKIP LOCKED: a row held by an Update in flight is left for the
-		// next run rather than stalling this one.
-		prune: "DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t +
-			" WHERE LEAST(expires_at, idle_expires_at) <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)",
-		stats: "SELECT count(*) FILTER (WHERE " + live + "), count(*) FILTER (WHERE NOT " + live + ")," +
-			" count(*) FILTER (WHERE " + live + " AND user_id IS NOT NULL), pg_total_relation_size($1::text::regclass), now() FROM " + t,
+		rekey: "WITH old AS (DELETE FROM " + t + " WHERE id = $1 AND " + live + " AND " + rekey.fits +
+			" RETURNING " + rekey.data + " AS data, " + rekey.userID + " AS user_id, " + rekey.persistent + " AS persistent, " +
+			rekey.expiry + " AS expires_at, " + rekey.idleTimeout + " AS idle_timeout)" +
+			" INSERT INTO " + t + " (id, " + stored + ") SELECT $2::text, data, user_id, persistent, $13::timestamptz, COALESCE($17::timestamptz, expires_at), idle_timeout," +
+			" CASE WHEN $14::timestamptz IS NULL THEN NULL ELSE LEAST($14::timestamptz, COALESCE($17::timestamptz, expires_at)) END, now(), $15::text, $16::text FROM old" +
+			" RETURNING data, " + recordColumns + ", now()",
+		exists:        "SELECT EXISTS (SELECT 1 FROM " + t + " WHERE id = $1 AND " + live + ")",
+		lockForUpdate: "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
+		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, expires_at = $5, idle_timeout = $6::bigint" + micros +
+			", idle_expires_at = $7, last_seen = now() WHERE id = $1",
+		delete:     "DELETE FROM " + t + " WHERE id = $1 RETURNING " + infoColumns,
+		deleteUser: "DELETE FROM " + t + " WHERE user_id = $1 AND id <> $2 RETURNING " + infoColumns,
+		listUser:   "SELECT " + infoColumns + " FROM " + t + " WHERE user_id = $1 AND " + live + " ORDER BY created_at DESC, id",
+		trimUser: "DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t + " WHERE user_id = $1 AND " + live +
+			" ORDER BY COALESCE(last_seen, created_at) DESC, created_at DESC, id OFFSET $2) RETURNING " + infoColumns,
+		// One statement, one transaction: the advisory lock, taken once by
+		// the uncorrelated subquery, keeps a second instance from pruning the
+		// same rows at the same moment, and SKIP LOCKED leaves a row held by
+		// an Update in flight for the next run.
+		prune: "DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t + " WHERE (SELECT pg_try_advisory_xact_lock($2))" +
+			" AND LEAST(expires_at, idle_expires_at) <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING " + infoColumns,
 	}
 }
 
-// NewPostgresStore returns a store using pool, which stays the caller's:
-// Close does not close it. It migrates the schema, or with
+// NewPostgresStore returns a store on pool, which stays the caller's. It
+// resolves the table's schema and migrates the table, or with
 // ManualMigrations checks it, before returning.
 func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (*PostgresStore, error) {
-	s, err := newPostgresStore(ctx, pool, opts)
+	name := opts.Table
+	if name == "" {
+		name = defaults.Table
+	}
+	table, err := migrations.ParseTable(name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("session: PostgresOptions.Table: %w", err)
 	}
-	if err := s.prepare(ctx, opts); err != nil {
-		return nil, err
+	table, err = table.Resolve(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", classify(ctx, err))
 	}
-	return s, nil
+	if opts.ManualMigrations {
+		schema, err := migrations.Check(ctx, pool, table)
+		if err == nil {
+			err = schema.Err()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("session: %w", classify(ctx, err))
+		}
+	} else if _, err := migrations.Apply(ctx, pool, table); err != nil {
+		return nil, fmt.Errorf("session: %w", classify(ctx, err))
+	}
+	return &PostgresStore{pool: pool, table: table, statement: newStatements(table.String())}, nil
 }
 
-// OpenPostgresStore connects to databaseURL (a postgres:// URL or keyword/value
-// string, as pgx accepts) with a pool the store owns and Close closes, waits
-// at most ConnectTimeout for a first connection, then migrates or checks the
-// schema as NewPostgresStore does. Its errors name the host, port and
-// database but never the password or the URL.
-func OpenPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions) (*PostgresStore, error) {
+// openPostgresStore connects to databaseURL with a pool of its own, waiting
+// at most connectTimeout for a first connection, then opens the store on it
+// as NewPostgresStore does. Its errors name the host, port and database but
+// never the password or the URL.
+func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions, connectTimeout time.Duration) (*PostgresStore, *pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("session: DATABASE_URL is not a valid PostgreSQL URL (%s): fix its syntax, e.g. postgres://user:password@host:5432/dbname",
-			RedactPassword(err.Error(), databaseURL))
-	}
-	if opts.ConnectTimeout <= 0 {
-		opts.ConnectTimeout = defaultConnectTimeout
+		return nil, nil, fmt.Errorf("session: DATABASE_URL is not a valid PostgreSQL URL (%s): fix its syntax, e.g. postgres://user:password@host:5432/dbname",
+			redact.Password(err.Error(), databaseURL))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
 	where := fmt.Sprintf("host %s port %d database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("session: open PostgreSQL pool for %s: %s", where, RedactPassword(err.Error(), databaseURL))
+		return nil, nil, fmt.Errorf("session: open PostgreSQL pool for %s: %s", where, redact.Password(err.Error(), databaseURL))
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = pool.Ping(pingCtx)
 	cancel()
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("session: connect to PostgreSQL at %s within %v: check DATABASE_URL and that the server is up: %w",
-			where, opts.ConnectTimeout, &redactedError{msg: RedactPassword(err.Error(), databaseURL), err: classify(ctx, err)})
+		return nil, nil, fmt.Errorf("session: connect to PostgreSQL at %s within %v: check DATABASE_URL and that the server is up: %w",
+			where, connectTimeout, &redactedError{msg: redact.Password(err.Error(), databaseURL), err: classify(ctx, err)})
 	}
-	s, err := newPostgresStore(ctx, pool, opts)
-	if err == nil {
-		s.ownsPool = true
-		err = s.prepare(ctx, opts)
-	}
+	s, err := NewPostgresStore(ctx, pool, opts)
 	if err != nil {
 		pool.Close()
-		return nil, err
+		return nil, nil, &redactedError{msg: redact.Password(err.Error(), databaseURL), err: err}
 	}
-	return s, nil
+	return s, pool, nil
 }
 
 // redactedError replaces the text of err, which might quote the connection
@@ -179,108 +205,9 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
-var (
-	urlUserInfo = regexp.MustCompile(`://([^@/?#]*)@`)
-	kvPassword  = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]*)`)
-)
-
-// RedactPassword removes from msg the connection string databaseURL and
-// every form of its password (plain, percent-encoded, quoted), for tools
-// that must show a database error without leaking the credentials pgx or
-// net/url may have quoted in it.
-func RedactPassword(msg, databaseURL string) string {
-	connString := databaseURL
-	secrets := []string{connString}
-	if m := urlUserInfo.FindStringSubmatch(connString); m != nil {
-		if _, pw, ok := strings.Cut(m[1], ":"); ok {
-			secrets = append(secrets, pw)
-			if dec, err := url.PathUnescape(pw); err == nil {
-				secrets = append(secrets, dec)
-			}
-		}
-	}
-	for _, m := range kvPassword.FindAllStringSubmatch(connString, -1) {
-		pw := strings.Trim(m[1], "'")
-		secrets = append(secrets, m[1], pw)
-		if dec, err := url.QueryUnescape(pw); err == nil {
-			secrets = append(secrets, dec)
-		}
-	}
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "xxxxx")
-		}
-	}
-	return msg
-}
-
-func newPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (*PostgresStore, error) {
-	name := opts.Table
-	if name == "" {
-		name = migrations.DefaultTable
-	}
-	table, err := migrations.ParseTable(name)
-	if err != nil {
-		return nil, fmt.Errorf("session: PostgresOptions.Table: %w", err)
-	}
-	table, err = table.Resolve(ctx, pool)
-	if err != nil {
-		return nil, fmt.Errorf("session: %w", classify(ctx, err))
-	}
-	batch := opts.PruneBatch
-	if batch <= 0 {
-		batch = defaultPruneBatch
-	}
-	return &PostgresStore{pool: pool, table: table, batch: batch, statement: newStatements(table.String())}, nil
-}
-
-// prepare migrates the schema or, with ManualMigrations, checks it.
-func (s *PostgresStore) prepare(ctx context.Context, opts PostgresOptions) error {
-	if !opts.ManualMigrations {
-		return s.Migrate(ctx)
-	}
-	schema, err := s.CheckSchema(ctx)
-	if err != nil {
-		return err
-	}
-	return schema.Err()
-}
-
-// Migrate applies the pending schema migrations; see package migrations. It
-// is safe to call from many processes at once.
-func (s *PostgresStore) Migrate(ctx context.Context) error {
-	if _, err := migrations.Apply(ctx, s.pool, s.table); err != nil {
-		return fmt.Errorf("session: %w", classify(ctx, err))
-	}
-	return nil
-}
-
-// MigrationStatus lists the applied and pending migrations of the table.
-func (s *PostgresStore) MigrationStatus(ctx context.Context) ([]migrations.State, error) {
-	states, err := migrations.Status(ctx, s.pool, s.table)
-	if err != nil {
-		return nil, fmt.Errorf("session: %w", classify(ctx, err))
-	}
-	return states, nil
-}
-
-// Close closes the pool if OpenPostgresStore opened it. A pool passed to
-// NewPostgresStore is left open for its owner.
-func (s *PostgresStore) Close() {
-	if s.ownsPool {
-		s.pool.Close()
-	}
-}
-
-// Pool returns the store's connection pool, for health checks and tools.
-func (s *PostgresStore) Pool() *pgxpool.Pool { return s.pool }
-
-// Table returns the session table, with its schema resolved.
-func (s *PostgresStore) Table() migrations.Table { return s.table }
-
 // Load implements Store in one round trip; LoadedAt is the database's now().
 func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
-	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.load, key))
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.load, key), true)
 	if err != nil {
 		return nil, s.fail(ctx, "load", err)
 	}
@@ -288,18 +215,17 @@ func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
 }
 
 // Insert implements Store with a plain INSERT: an existing key, live or
-// expired, is ErrConflict.
+// expired, is a unique violation, which is ErrConflict.
 func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) error {
 	data, err := encodeValues(rec.Values)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, s.statement.insert, key, data, nullString(rec.UserID), rec.Persistent,
-		rec.Created, rec.Expiry, nullTime(rec.IdleExpiry))
+	_, err = s.pool.Exec(ctx, s.statement.insert, key, data, nullString(rec.UserID), rec.Persistent, rec.Created, rec.Expiry,
+		nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), nullTime(rec.LastSeen), nullString(rec.UserAgent), nullString(rec.IP))
 	if err != nil {
 		return s.fail(ctx, "insert", err)
 	}
-	rec.Version = 1
 	return nil
 }
 
@@ -309,9 +235,10 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 	if err != nil {
 		return nil, err
 	}
-	rec, err := scanMetadata(s.pool.QueryRow(ctx, s.statement.apply, append([]any{key}, args...)...))
+	args = append(append([]any{key}, args...), change.IdleTimeout.Microseconds())
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.apply, args...), false)
 	if err != nil {
-		return nil, s.fail(ctx, "apply", err)
+		return nil, s.missing(ctx, "apply", key, change, err)
 	}
 	return rec, nil
 }
@@ -323,18 +250,36 @@ func (s *PostgresStore) Rekey(ctx context.Context, oldKey, newKey string, change
 	if err != nil {
 		return nil, err
 	}
-	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.rekey, append([]any{oldKey, newKey}, append(args[:len(args)-1],
-		fresh.Created, fresh.Expiry, nullTime(fresh.IdleExpiry))...)...))
+	args = append(append([]any{oldKey, newKey}, args...), fresh.Created, nullTime(fresh.IdleExpiry), nullString(fresh.UserAgent), nullString(fresh.IP), nullTime(fresh.Expiry))
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.rekey, args...), true)
 	if err != nil {
-		return nil, s.fail(ctx, "rekey", err)
+		return nil, s.missing(ctx, "rekey", oldKey, change, err)
 	}
 	return rec, nil
 }
 
-// changeArgs returns change as the parameters the apply and rekey
-// statements share: clear, keys deleted, values set (a jsonb object),
-// whether the user changes, the user, persistence, and last the idle
-// timeout in microseconds, which rekey does not take.
+// missing turns the error of an Apply or Rekey into the Store's. Those
+// statements find no row both when the session is gone and when the change
+// would take it over MaxSize; only a change that could have failed the size
+// check pays for a second query to tell which.
+func (s *PostgresStore) missing(ctx context.Context, op, key string, change Change, err error) error {
+	if !errors.Is(err, pgx.ErrNoRows) || change.MaxSize <= 0 || len(change.Set) == 0 {
+		return s.fail(ctx, op, err)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, s.statement.exists, key).Scan(&exists); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	if exists {
+		return ErrTooLarge
+	}
+	return ErrNotFound
+}
+
+// changeArgs returns change as the parameters newChangeSQL numbers: clear,
+// keys deleted, values set (a jsonb object), whether the user changes, the
+// user, persistence, the new expiry, whether the session's own idle timeout
+// changes, that timeout in microseconds, and the size cap.
 func changeArgs(change Change) ([]any, error) {
 	set, err := encodeValues(change.Set)
 	if err != nil {
@@ -348,16 +293,21 @@ func changeArgs(change Change) ([]any, error) {
 	if change.UserID != nil {
 		userID = nullString(*change.UserID)
 	}
-	return []any{change.Clear, deleted, set, change.UserID != nil, userID, change.Persistent, change.IdleTimeout.Microseconds()}, nil
+	var idle *int64
+	if change.SessionIdleTimeout != nil {
+		idle = nullMicros(*change.SessionIdleTimeout)
+	}
+	return []any{change.Clear, deleted, set, change.UserID != nil, userID, change.Persistent, nullTime(change.Expiry),
+		change.SessionIdleTimeout != nil, idle, change.MaxSize}, nil
 }
 
 // Update implements Store in one transaction holding the row lock from
-// SELECT ... FOR UPDATE until the new version commits.
+// SELECT ... FOR UPDATE until the new values commit.
 func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	var rec *Record
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		rec, err = scanRecord(tx.QueryRow(ctx, s.statement.lockForUpdate, key))
+		rec, err = scanRecord(tx.QueryRow(ctx, s.statement.lockForUpdate, key), true)
 		if err != nil {
 			return err
 		}
@@ -368,8 +318,9 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
-			rec.Created, rec.Expiry, nullTime(rec.IdleExpiry)).Scan(&rec.Version)
+		_, err = tx.Exec(ctx, s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
+			rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
+		return err
 	})
 	if cb, ok := errors.AsType[*callbackError](err); ok {
 		return nil, cb.err
@@ -379,8 +330,9 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 		// place Update's database errors become the Store's.
 		return nil, s.fail(ctx, "update", err)
 	}
+	rec.LastSeen = rec.LoadedAt
 	// The caller gets its own copy: fn may have kept rec.
-	return rec.Clone(), nil
+	return clone(rec), nil
 }
 
 // callbackError carries the error of Update's fn through the transaction,
@@ -389,242 +341,87 @@ type callbackError struct{ err error }
 
 func (e *callbackError) Error() string { return e.err.Error() }
 
-// Touch implements Store. It writes only idle_expires_at, leaving the values
-// and version alone.
-func (s *PostgresStore) Touch(ctx context.Context, key string, idleExpiry time.Time) error {
-	tag, err := s.pool.Exec(ctx, s.statement.touch, key, nullTime(idleExpiry))
-	if err != nil {
-		return s.fail(ctx, "touch", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
 // Delete implements Store.
-func (s *PostgresStore) Delete(ctx context.Context, key string) error {
-	if _, err := s.pool.Exec(ctx, s.statement.delete, key); err != nil {
-		return s.fail(ctx, "delete", err)
+func (s *PostgresStore) Delete(ctx context.Context, key string) (*Info, error) {
+	infos, err := s.infos(ctx, "delete", s.statement.delete, key)
+	if err != nil || len(infos) == 0 {
+		return nil, err
 	}
-	return nil
+	return &infos[0], nil
 }
 
-// DeleteUser implements Store with one DELETE on the user_id index. An empty
-// userID matches nothing: anonymous sessions have no user to sign out.
-func (s *PostgresStore) DeleteUser(ctx context.Context, userID string) (int, error) {
-	tag, err := s.pool.Exec(ctx, s.statement.deleteUser, userID)
-	if err != nil {
-		return 0, s.fail(ctx, "delete user", err)
-	}
-	return int(tag.RowsAffected()), nil
-}
-
-// ListUser implements Store with one query on the user_id index.
+// ListUser implements UserIndex with one query on the user_id index.
 func (s *PostgresStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
-	rows, err := s.pool.Query(ctx, s.statement.listUser, userID)
+	return s.infos(ctx, "list user", s.statement.listUser, userID)
+}
+
+// DeleteUser implements UserIndex with one DELETE on the user_id index. An
+// empty userID matches nothing: anonymous sessions have no user to sign
+// out.
+func (s *PostgresStore) DeleteUser(ctx context.Context, userID, keep string) ([]Info, error) {
+	return s.infos(ctx, "delete user", s.statement.deleteUser, userID, keep)
+}
+
+// TrimUser implements UserIndex with one DELETE on the user_id index.
+func (s *PostgresStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
+	return s.infos(ctx, "trim user", s.statement.trimUser, userID, max)
+}
+
+// Prune implements Pruner with one DELETE of at most limit rows. It holds
+// a transaction-level advisory lock (Table.PruneLockKey) while it runs and
+// deletes nothing when another process holds it, so that instances do not
+// prune the same rows at once.
+func (s *PostgresStore) Prune(ctx context.Context, limit int) ([]Info, error) {
+	return s.infos(ctx, "prune", s.statement.prune, limit, s.table.PruneLockKey())
+}
+
+// infos runs a query of infoColumns.
+func (s *PostgresStore) infos(ctx context.Context, op, sql string, args ...any) ([]Info, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, s.fail(ctx, "list user", err)
+		return nil, s.fail(ctx, op, err)
 	}
-	infos, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Info, error) {
-		var info Info
-		var idle *time.Time
-		err := row.Scan(&info.Key, &info.UserID, &info.Created, &info.Expiry, &idle)
-		if idle != nil {
-			info.IdleExpiry = *idle
-		}
-		return info, err
-	})
+	infos, err := pgx.CollectRows(rows, scanInfo)
 	if err != nil {
-		return nil, s.fail(ctx, "list user", err)
+		return nil, s.fail(ctx, op, err)
 	}
 	return infos, nil
 }
 
-// Prune implements Store. It deletes expired rows in batches of PruneBatch,
-// each its own statement so none holds locks for long, until a batch comes
-// back short. It first takes a session-level advisory lock
-// (Table().PruneLockKey()) on one connection and returns 0 at once if
-// another process holds it, so that only one instance prunes at a time.
-func (s *PostgresStore) Prune(ctx context.Context) (int, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return 0, s.fail(ctx, "prune", err)
+func scanInfo(row pgx.CollectableRow) (Info, error) {
+	var info Info
+	var userID, userAgent, ip pgtype.Text
+	var idleExpiry pgtype.Timestamptz
+	err := row.Scan(&info.Key, &userID, &info.Created, &info.LastSeen, &info.Expiry, &idleExpiry, &userAgent, &ip)
+	info.UserID, info.UserAgent, info.IP, info.IdleExpiry = userID.String, userAgent.String, ip.String, idleExpiry.Time
+	return info, err
+}
+
+// scanRecord reads a row of data (when withData), recordColumns and now().
+func scanRecord(row pgx.Row, withData bool) (*Record, error) {
+	var (
+		rec                   Record
+		data                  []byte
+		userID, userAgent, ip pgtype.Text
+		idleMicros            pgtype.Int8
+		idleExpiry            pgtype.Timestamptz
+	)
+	dest := []any{&data, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idleMicros, &idleExpiry, &rec.LastSeen, &userAgent, &ip, &rec.LoadedAt}
+	if !withData {
+		dest = dest[1:]
 	}
-	defer conn.Release()
-	var locked bool
-	key := s.table.PruneLockKey()
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&locked); err != nil {
-		return 0, s.fail(ctx, "prune", err)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
 	}
-	if !locked {
-		return 0, nil
-	}
-	defer func() {
-		// Unlock even if ctx is done. If that fails the lock must not go
-		// back to the pool with the connection, so the connection is
-		// closed, which releases it.
-		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", key); err != nil {
-			// Release destroys a closed connection instead of pooling it.
-			_ = conn.Conn().Close(unlockCtx)
-		}
-	}()
-	total := 0
-	for {
-		tag, err := conn.Exec(ctx, s.statement.prune, s.batch)
-		if err != nil {
-			return total, s.fail(ctx, "prune", err)
-		}
-		total += int(tag.RowsAffected())
-		if tag.RowsAffected() < int64(s.batch) {
-			return total, nil
+	rec.UserID, rec.UserAgent, rec.IP = userID.String, userAgent.String, ip.String
+	rec.IdleTimeout = time.Duration(idleMicros.Int64) * time.Microsecond
+	rec.IdleExpiry = idleExpiry.Time
+	if withData {
+		if err := json.Unmarshal(data, &rec.Values); err != nil {
+			return nil, fmt.Errorf("session: stored values do not decode: %w", err)
 		}
 	}
-}
-
-// PostgresStats describes the session table, for monitoring and
-// "sessionctl stats".
-type PostgresStats struct {
-	// Live counts sessions that have not expired.
-	Live int64
-	// Expired counts expired rows that Prune has yet to delete. A number
-	// that only grows means no instance is pruning.
-	Expired int64
-	// WithUser counts live sessions that belong to a user.
-	WithUser int64
-	// TableBytes is the table's size on disk, indexes and TOAST included.
-	TableBytes int64
-	// Now is the database's clock when the numbers were taken.
-	Now time.Time
-}
-
-// Stats counts the table's rows in one query. It reads the whole table, so
-// call it from tools and dashboards, not per request.
-func (s *PostgresStore) Stats(ctx context.Context) (PostgresStats, error) {
-	var st PostgresStats
-	err := s.pool.QueryRow(ctx, s.statement.stats, s.table.String()).
-		Scan(&st.Live, &st.Expired, &st.WithUser, &st.TableBytes, &st.Now)
-	if err != nil {
-		return st, s.fail(ctx, "stats", err)
-	}
-	return st, nil
-}
-
-// Now returns the database's clock, which decides when sessions expire. Tools
-// compare it with the application's clock to find skew.
-func (s *PostgresStore) Now(ctx context.Context) (time.Time, error) {
-	var now time.Time
-	if err := s.pool.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
-		return now, s.fail(ctx, "read clock", err)
-	}
-	return now, nil
-}
-
-// PostgresSchema is what CheckSchema found.
-type PostgresSchema struct {
-	// Table is the quoted, qualified session table.
-	Table string
-	// Exists reports whether the table exists.
-	Exists bool
-	// Problems lists each expected column that is missing or has another
-	// type, as "column: problem".
-	Problems []string
-	// Applied is the highest migration recorded as applied, 0 for none.
-	Applied int
-	// Latest is the highest migration this version of the library has.
-	Latest int
-}
-
-// expectedColumns is the schema the queries rely on, as format_type spells
-// each type.
-var expectedColumns = []struct{ name, typ string }{
-	{"id", "text"},
-	{"data", "jsonb"},
-	{"user_id", "text"},
-	{"persistent", "boolean"},
-	{"created_at", "timestamp with time zone"},
-	{"expires_at", "timestamp with time zone"},
-	{"idle_expires_at", "timestamp with time zone"},
-	{"version", "bigint"},
-}
-
-// Err returns nil if the schema is ready for the store, or an error saying
-// what is wrong and how to fix it.
-func (sc PostgresSchema) Err() error {
-	const fix = `run "sessionctl migrate" (or set SESSION_AUTO_MIGRATE=true)`
-	switch {
-	case !sc.Exists:
-		return fmt.Errorf("session: session table %s does not exist: %s", sc.Table, fix)
-	case len(sc.Problems) > 0:
-		return fmt.Errorf("session: session table %s does not have the expected columns (%s): it was not created by these migrations; rename it or set PostgresOptions.Table", sc.Table, strings.Join(sc.Problems, "; "))
-	case sc.Applied > sc.Latest:
-		return fmt.Errorf("session: session table %s is at migration %d but this version of the library knows only up to %d: upgrade the library", sc.Table, sc.Applied, sc.Latest)
-	case sc.Applied > 0 && sc.Applied < sc.Latest:
-		return fmt.Errorf("session: session table %s is at migration %d and needs %d: %s", sc.Table, sc.Applied, sc.Latest, fix)
-	}
-	return nil
-}
-
-// CheckPostgresSchema is CheckSchema for a table no store has opened, for
-// tools that must report a missing or outdated table instead of failing on
-// it as OpenPostgresStore does with ManualMigrations.
-func CheckPostgresSchema(ctx context.Context, pool *pgxpool.Pool, table string) (PostgresSchema, error) {
-	s, err := newPostgresStore(ctx, pool, PostgresOptions{Table: table})
-	if err != nil {
-		return PostgresSchema{}, err
-	}
-	return s.CheckSchema(ctx)
-}
-
-// CheckSchema reports whether the session table exists with the columns the
-// store needs, and which migration it is at. It changes nothing. A table
-// created by hand from the migration SQL, with no migrations table, passes
-// if its columns are right.
-func (s *PostgresStore) CheckSchema(ctx context.Context) (PostgresSchema, error) {
-	sc := PostgresSchema{Table: s.table.String()}
-	all := migrations.All()
-	sc.Latest = all[len(all)-1].Version
-	rows, err := s.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, s.table.String())
-	if err != nil {
-		return sc, s.fail(ctx, "check schema", err)
-	}
-	found := map[string]string{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			rows.Close()
-			return sc, s.fail(ctx, "check schema", err)
-		}
-		found[name] = typ
-	}
-	if err := rows.Err(); err != nil {
-		return sc, s.fail(ctx, "check schema", err)
-	}
-	sc.Exists = len(found) > 0
-	if !sc.Exists {
-		return sc, nil
-	}
-	for _, c := range expectedColumns {
-		switch typ, ok := found[c.name]; {
-		case !ok:
-			sc.Problems = append(sc.Problems, c.name+": missing")
-		case typ != c.typ:
-			sc.Problems = append(sc.Problems, fmt.Sprintf("%s: type %s, want %s", c.name, typ, c.typ))
-		}
-	}
-	states, err := migrations.Status(ctx, s.pool, s.table)
-	if err != nil {
-		return sc, s.fail(ctx, "check schema", err)
-	}
-	for _, st := range states {
-		if st.Applied && st.Version > sc.Applied {
-			sc.Applied = st.Version
-		}
-	}
-	return sc, nil
+	return &rec, nil
 }
 
 // encodeValues returns values as a JSON object in a string: pgx sends a
@@ -648,6 +445,16 @@ func nullString(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// nullMicros stores a zero duration, "none", as NULL, and any other in
+// microseconds.
+func nullMicros(d time.Duration) *int64 {
+	if d == 0 {
+		return nil
+	}
+	us := d.Microseconds()
+	return &us
 }
 
 // nullTime stores the zero time, "no idle timeout", as NULL.

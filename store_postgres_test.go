@@ -22,20 +22,6 @@ import (
 // TestMain stops the throwaway PostgreSQL cluster, if pgtest started one.
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// newPostgresStore returns a migrated store in a schema of its own, on a pool
-// of its own.
-func newPostgresStore(t testing.TB, opts session.PostgresOptions) *session.PostgresStore {
-	t.Helper()
-	if opts.Table == "" {
-		opts.Table = pgtest.Schema(t)
-	}
-	s, err := session.NewPostgresStore(t.Context(), pgtest.Pool(t), opts)
-	if err != nil {
-		t.Fatalf("NewPostgresStore: %v", err)
-	}
-	return s
-}
-
 func TestPostgresStoreConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) session.Store {
@@ -65,32 +51,52 @@ func TestPostgresStoreConformanceExecModes(t *testing.T) {
 	}
 }
 
-func TestPostgresStoreLeavesCallerPoolOpen(t *testing.T) {
+// TestManagerLeavesCallerPoolOpen: a store given with WithStore stays its
+// owner's; Manager.Close leaves its pool open.
+func TestManagerLeavesCallerPoolOpen(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
 	s, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: pgtest.Schema(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	m, err := session.New(t.Context(), session.Config{Production: true, Secret: goodSecret}, session.WithStore(s), session.WithLogger(discardLogger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
 	if err := pool.Ping(t.Context()); err != nil {
 		t.Errorf("caller's pool after Close: %v; want it open", err)
 	}
 }
 
-func TestOpenPostgresStoreClosesItsPool(t *testing.T) {
+// TestManagerClosesTheStoreItOpened: the pool New opens from Config is
+// closed by Manager.Close: no connection outlives it.
+func TestManagerClosesTheStoreItOpened(t *testing.T) {
 	t.Parallel()
-	s, err := session.OpenPostgresStore(t.Context(), pgtest.URL(t), session.PostgresOptions{Table: pgtest.Schema(t)})
+	app := "session-close-" + randomToken()[:8]
+	databaseURL := pgtest.URL(t)
+	if strings.Contains(databaseURL, "?") {
+		databaseURL += "&application_name=" + app
+	} else {
+		databaseURL += "?application_name=" + app
+	}
+	m, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: databaseURL, Table: pgtest.Schema(t)}, session.WithLogger(discardLogger))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Pool().Ping(t.Context()); err != nil {
-		t.Fatalf("Ping before Close: %v", err)
+	connections := func() int {
+		var n int
+		if err := pgtest.Pool(t).QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	s.Close()
-	if err := s.Pool().Ping(t.Context()); err == nil {
-		t.Error("the store's own pool still answers after Close")
+	if connections() == 0 {
+		t.Fatal("the Manager's pool holds no connection before Close")
 	}
+	m.Close()
+	waitFor(t, "the Manager's connections to close", 10*time.Second, func() bool { return connections() == 0 })
 }
 
 func TestPostgresManualMigrations(t *testing.T) {
@@ -108,7 +114,7 @@ func TestPostgresManualMigrations(t *testing.T) {
 	if _, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: table, ManualMigrations: true}); err != nil {
 		t.Fatalf("NewPostgresStore with ManualMigrations after migrating: %v", err)
 	}
-	schema, err := migrated.CheckSchema(t.Context())
+	schema, err := migrations.Check(t.Context(), pool, session.PostgresTable(migrated))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +154,11 @@ func TestPostgresTableNames(t *testing.T) {
 			if _, err := s.Load(t.Context(), "k"); err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if _, err := s.Prune(t.Context()); err != nil {
+			if _, err := s.Prune(t.Context(), 10); err != nil {
 				t.Fatalf("Prune: %v", err)
 			}
-			if _, err := s.Stats(t.Context()); err != nil {
-				t.Fatalf("Stats: %v", err)
+			if _, err := s.ListUser(t.Context(), "someone"); err != nil {
+				t.Fatalf("ListUser: %v", err)
 			}
 			pgtest.Exec(t, "SELECT FROM "+canary)
 		})
@@ -190,7 +196,7 @@ func TestOpenPostgresStoreHidesPassword(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := session.OpenPostgresStore(t.Context(), tc.url, session.PostgresOptions{ConnectTimeout: 2 * time.Second})
+			_, _, err := session.OpenPostgresStore(t.Context(), tc.url, session.PostgresOptions{}, 2*time.Second)
 			if err == nil {
 				t.Fatal("OpenPostgresStore succeeded")
 			}
@@ -215,7 +221,7 @@ func TestOpenPostgresStoreUnreachableIsUnavailable(t *testing.T) {
 	t.Parallel()
 	url := fmt.Sprintf("postgres://app@127.0.0.1:%d/appdb?sslmode=disable", closedPort(t))
 	start := time.Now()
-	_, err := session.OpenPostgresStore(t.Context(), url, session.PostgresOptions{ConnectTimeout: time.Second})
+	_, _, err := session.OpenPostgresStore(t.Context(), url, session.PostgresOptions{}, time.Second)
 	if !errors.Is(err, session.ErrUnavailable) {
 		t.Errorf("OpenPostgresStore of a closed port = %v; want ErrUnavailable", err)
 	}
@@ -304,7 +310,7 @@ func TestPostgresRoundTrips(t *testing.T) {
 		{"Insert", func() error { return s.Insert(ctx, "k", rec) }, 1},
 		{"Load", func() error { _, err := s.Load(ctx, "k"); return err }, 1},
 		{"Apply", func() error { _, err := s.Apply(ctx, "k", session.Change{Set: rec.Values}); return err }, 1},
-		{"Touch", func() error { return s.Touch(ctx, "k", time.Now().Add(time.Minute)) }, 1},
+		{"Touch", func() error { _, err := s.Apply(ctx, "k", session.Change{IdleTimeout: time.Minute}); return err }, 1},
 		{"Load missing", func() error { _, err := s.Load(ctx, "missing"); return ignore(err, session.ErrNotFound) }, 1},
 		{"Apply missing", func() error {
 			_, err := s.Apply(ctx, "missing", session.Change{})
@@ -346,15 +352,25 @@ func insertExpired(t *testing.T, s session.Store, n int) {
 
 func TestPostgresPruneBatches(t *testing.T) {
 	t.Parallel()
-	s, counter := countedStore(t, session.PostgresOptions{PruneBatch: 3})
+	s, counter := countedStore(t, session.PostgresOptions{})
 	insertExpired(t, s, 10)
 	live := &session.Record{Expiry: time.Now().Add(time.Hour)}
 	if err := s.Insert(t.Context(), "live", live); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Prune(t.Context())
-	if err != nil || n != 10 {
-		t.Fatalf("Prune = %d, %v; want 10", n, err)
+	n := 0
+	for {
+		pruned, err := s.Prune(t.Context(), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(pruned)
+		if len(pruned) < 3 {
+			break
+		}
+	}
+	if n != 10 {
+		t.Fatalf("Prune in batches of 3 deleted %d; want 10", n)
 	}
 	if got := counter.deletes.Load(); got != 4 {
 		t.Errorf("Prune sent %d DELETEs for 10 rows in batches of 3; want 4", got)
@@ -362,12 +378,8 @@ func TestPostgresPruneBatches(t *testing.T) {
 	if _, err := s.Load(t.Context(), "live"); err != nil {
 		t.Errorf("Load of the live record after Prune: %v", err)
 	}
-	stats, err := s.Stats(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Live != 1 || stats.Expired != 0 || stats.TableBytes <= 0 {
-		t.Errorf("Stats after Prune = %+v; want 1 live, 0 expired", stats)
+	if live, expired := countRows(t, s); live != 1 || expired != 0 {
+		t.Errorf("after Prune: %d live, %d expired rows; want 1 live, 0 expired", live, expired)
 	}
 }
 
@@ -376,7 +388,8 @@ func TestPostgresPruneBatches(t *testing.T) {
 func TestPostgresPruneOneAtATime(t *testing.T) {
 	t.Parallel()
 	s := newPostgresStore(t, session.PostgresOptions{})
-	other := newPostgresStore(t, session.PostgresOptions{Table: s.Table().Schema + "." + s.Table().Name})
+	table := session.PostgresTable(s)
+	other := newPostgresStore(t, session.PostgresOptions{Table: table.Schema + "." + table.Name})
 	insertExpired(t, s, 5)
 
 	conn, err := pgtest.Pool(t).Acquire(t.Context())
@@ -384,54 +397,40 @@ func TestPostgresPruneOneAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_lock($1)", s.Table().PruneLockKey()); err != nil {
+	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_lock($1)", table.PruneLockKey()); err != nil {
 		t.Fatal(err)
 	}
 	for _, store := range []*session.PostgresStore{s, other} {
-		if n, err := store.Prune(t.Context()); err != nil || n != 0 {
-			t.Errorf("Prune while another instance prunes = %d, %v; want 0, nil", n, err)
+		if n, err := store.Prune(t.Context(), 100); err != nil || len(n) != 0 {
+			t.Errorf("Prune while another instance prunes = %d, %v; want 0, nil", len(n), err)
 		}
 	}
-	if stats, err := s.Stats(t.Context()); err != nil || stats.Expired != 5 {
-		t.Errorf("Stats = %+v, %v; want the 5 expired rows untouched", stats, err)
+	if _, expired := countRows(t, s); expired != 5 {
+		t.Errorf("%d expired rows; want the 5 expired rows untouched", expired)
 	}
-	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_unlock($1)", s.Table().PruneLockKey()); err != nil {
+	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_unlock($1)", table.PruneLockKey()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := other.Prune(t.Context()); err != nil || n != 5 {
-		t.Errorf("Prune after the lock is free = %d, %v; want 5", n, err)
+	if n, err := other.Prune(t.Context(), 100); err != nil || len(n) != 5 {
+		t.Errorf("Prune after the lock is free = %d, %v; want 5", len(n), err)
 	}
 	// Prune released its own lock: the test's connection can take it.
 	var locked bool
-	if err := conn.QueryRow(t.Context(), "SELECT pg_try_advisory_lock($1)", s.Table().PruneLockKey()).Scan(&locked); err != nil || !locked {
+	if err := conn.QueryRow(t.Context(), "SELECT pg_try_advisory_lock($1)", table.PruneLockKey()).Scan(&locked); err != nil || !locked {
 		t.Errorf("prune lock still held after Prune returned (%v)", err)
 	}
 }
 
-func TestPostgresNowAndStats(t *testing.T) {
-	t.Parallel()
-	s := newPostgresStore(t, session.PostgresOptions{})
-	now, err := s.Now(t.Context())
+// countRows counts the live and the expired rows of s's table.
+func countRows(t *testing.T, s *session.PostgresStore) (live, expired int) {
+	t.Helper()
+	table := session.PostgresTable(s).String()
+	err := pgtest.Pool(t).QueryRow(t.Context(), "SELECT count(*) FILTER (WHERE LEAST(expires_at, idle_expires_at) > now()),"+
+		" count(*) FILTER (WHERE LEAST(expires_at, idle_expires_at) <= now()) FROM "+table).Scan(&live, &expired)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(now); d < -time.Minute || d > time.Minute {
-		t.Errorf("Now = %v, %v away from this clock", now, d)
-	}
-	for i, user := range []string{"alice", "", "bob"} {
-		rec := &session.Record{UserID: user, Expiry: time.Now().Add(time.Hour)}
-		if err := s.Insert(t.Context(), fmt.Sprint("live-", i), rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	insertExpired(t, s, 2)
-	stats, err := s.Stats(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Live != 3 || stats.Expired != 2 || stats.WithUser != 2 || stats.TableBytes <= 0 || stats.Now.IsZero() {
-		t.Errorf("Stats = %+v; want 3 live, 2 expired, 2 with a user", stats)
-	}
+	return live, expired
 }
 
 // TestPostgresOutage cuts the database off mid-test: every call fails fast
@@ -439,11 +438,11 @@ func TestPostgresNowAndStats(t *testing.T) {
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
 	proxy := pgtest.NewProxy(t)
-	s, err := session.OpenPostgresStore(t.Context(), proxy.URL(), session.PostgresOptions{Table: pgtest.Schema(t), ConnectTimeout: 2 * time.Second})
+	s, closeStore, err := session.OpenPostgresStore(t.Context(), proxy.URL(), session.PostgresOptions{Table: pgtest.Schema(t)}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore()
 	rec := &session.Record{Expiry: time.Now().Add(time.Hour)}
 	if err := s.Insert(t.Context(), "k", rec); err != nil {
 		t.Fatal(err)
@@ -463,11 +462,15 @@ func TestPostgresOutage(t *testing.T) {
 			_, err := s.Update(ctx, "k", func(*session.Record) error { return nil })
 			return err
 		}},
-		{"Touch", func(ctx context.Context) error { return s.Touch(ctx, "k", time.Now().Add(time.Hour)) }},
-		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "nothing") }},
-		{"DeleteUser", func(ctx context.Context) error { _, err := s.DeleteUser(ctx, "alice"); return err }},
+		{"Rekey", func(ctx context.Context) error {
+			_, err := s.Rekey(ctx, "k", "k3", session.Change{}, &session.Record{Created: time.Now()})
+			return err
+		}},
+		{"Delete", func(ctx context.Context) error { _, err := s.Delete(ctx, "nothing"); return err }},
+		{"DeleteUser", func(ctx context.Context) error { _, err := s.DeleteUser(ctx, "alice", ""); return err }},
 		{"ListUser", func(ctx context.Context) error { _, err := s.ListUser(ctx, "alice"); return err }},
-		{"Prune", func(ctx context.Context) error { _, err := s.Prune(ctx); return err }},
+		{"TrimUser", func(ctx context.Context) error { _, err := s.TrimUser(ctx, "alice", 1); return err }},
+		{"Prune", func(ctx context.Context) error { _, err := s.Prune(ctx, 10); return err }},
 	}
 	for _, c := range calls {
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)

@@ -1,8 +1,8 @@
 -- One row per session. id is the hex SHA-256 of the session token: the token
 -- itself is never stored, so reading this table lets nobody hijack a session.
 -- data holds the session's values as one JSON object; the CHECK keeps out
--- anything else, so every stored row decodes. version counts committed
--- changes, so that writers compare-and-swap instead of overwriting.
+-- anything else, so every stored row decodes. version is no longer used
+-- (see 002_session_details.sql).
 CREATE TABLE {{.Table}} (
     id              text        PRIMARY KEY,
     data            jsonb       NOT NULL CHECK (jsonb_typeof(data) = 'object'),

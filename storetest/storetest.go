@@ -1,6 +1,7 @@
 // Package storetest checks that a session.Store honours the contract written
-// beside the interface. Every Store in this module passes it, and so should
-// any other:
+// beside the interface, and every optional interface (session.UserIndex,
+// session.Pruner) the store implements. Every Store in this module passes
+// it, and so should any other:
 //
 //	func TestMyStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) session.Store { return newMyStore(t) })
@@ -16,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,27 +26,41 @@ import (
 	"github.com/smartscheduler/session"
 )
 
-// Run checks every point of the Store contract in parallel subtests. Each
-// subtest calls newStore for a store of its own, which must start empty and
-// share nothing with the others; newStore registers any cleanup on the t it
-// is given.
+// Run checks every point of the Store contract in parallel subtests, and
+// those of each optional interface the store implements. Each subtest calls
+// newStore for a store of its own, which must start empty and share nothing
+// with the others; newStore registers any cleanup on the t it is given.
 //
 // Times are compared to the microsecond, PostgreSQL's resolution, and JSON
 // values by meaning, since a store may re-encode them. Expired records are
 // made with deadlines an hour in the past, so no test waits.
 func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.test(t, newStore(t))
-		})
+	probe := newStore(t)
+	_, users := probe.(session.UserIndex)
+	_, pruner := probe.(session.Pruner)
+	for _, group := range []struct {
+		claimed bool
+		cases   []testCase
+	}{{true, cases}, {users, userCases}, {pruner, prunerCases}} {
+		if !group.claimed {
+			continue
+		}
+		for _, tc := range group.cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tc.test(t, newStore(t))
+			})
+		}
 	}
 }
 
-var cases = []struct {
+type testCase struct {
 	name string
 	test func(t *testing.T, s session.Store)
-}{
+}
+
+// cases check the Store interface every store implements.
+var cases = []testCase{
 	{"LoadMissing", testLoadMissing},
 	{"InsertThenLoad", testInsertThenLoad},
 	{"InsertAnonymousWithoutValues", testInsertAnonymous},
@@ -60,13 +77,28 @@ var cases = []struct {
 	{"UpdateErrorStoresNothing", testUpdateError},
 	{"UpdateMissing", testUpdateMissing},
 	{"UpdateConcurrent", testUpdateConcurrent},
-	{"Touch", testTouch},
-	{"TouchMissing", testTouchMissing},
+	{"ApplyWithoutValuesTouches", testTouch},
+	{"ApplyLifetimes", testApplyLifetimes},
+	{"ApplyMaxSize", testApplyMaxSize},
+	{"RekeyKeepsExpiry", testRekeyKeepsExpiry},
+	{"RekeyMaxSize", testRekeyMaxSize},
 	{"DeleteIsIdempotent", testDelete},
-	{"DeleteUser", testDeleteUser},
-	{"ListUser", testListUser},
-	{"Prune", testPrune},
 	{"NoAliasing", testNoAliasing},
+}
+
+// userCases check session.UserIndex.
+var userCases = []testCase{
+	{"DeleteUser", testDeleteUser},
+	{"DeleteUserKeeps", testDeleteUserKeeps},
+	{"ListUser", testListUser},
+	{"TrimUser", testTrimUser},
+	{"TrimUserConcurrent", testTrimUserConcurrent},
+}
+
+// prunerCases check session.Pruner.
+var prunerCases = []testCase{
+	{"Prune", testPrune},
+	{"PruneLimit", testPruneLimit},
 }
 
 // timeout bounds each store call, so that a store that hangs fails the test
@@ -100,6 +132,9 @@ func newRecord(user string, values map[string]string) *session.Record {
 		Created:    now,
 		Expiry:     now.Add(24 * time.Hour),
 		IdleExpiry: now.Add(time.Hour),
+		LastSeen:   now,
+		UserAgent:  "Mozilla/5.0 (X11; Linux x86_64) storetest",
+		IP:         "192.0.2.7",
 	}
 	for k, v := range values {
 		rec.Values[k] = json.RawMessage(v)
@@ -169,7 +204,8 @@ func checkValues(t *testing.T, got, want map[string]json.RawMessage) {
 	}
 }
 
-// checkRecord compares everything a store keeps except Version and LoadedAt.
+// checkRecord compares everything a store keeps except LastSeen and
+// LoadedAt, which are the store's clock.
 func checkRecord(t *testing.T, got, want *session.Record) {
 	t.Helper()
 	checkValues(t, got.Values, want.Values)
@@ -188,6 +224,23 @@ func checkMetadata(t *testing.T, got, want *session.Record) {
 	checkTime(t, "Created", got.Created, want.Created)
 	checkTime(t, "Expiry", got.Expiry, want.Expiry)
 	checkTime(t, "IdleExpiry", got.IdleExpiry, want.IdleExpiry)
+	if got.IdleTimeout != want.IdleTimeout {
+		t.Errorf("IdleTimeout = %v; want %v", got.IdleTimeout, want.IdleTimeout)
+	}
+	if got.UserAgent != want.UserAgent || got.IP != want.IP {
+		t.Errorf("UserAgent, IP = %q, %q; want %q, %q", got.UserAgent, got.IP, want.UserAgent, want.IP)
+	}
+}
+
+// checkSeen checks that LastSeen is the store's clock at the last write.
+func checkSeen(t *testing.T, rec *session.Record) {
+	t.Helper()
+	if !sameTime(rec.LastSeen, rec.LoadedAt) && rec.LastSeen.After(rec.LoadedAt) {
+		t.Errorf("LastSeen = %v, after LoadedAt %v", rec.LastSeen, rec.LoadedAt)
+	}
+	if d := time.Since(rec.LastSeen); d < -time.Minute || d > time.Minute {
+		t.Errorf("LastSeen = %v, %v from now; want the store's clock at the last write", rec.LastSeen, -d)
+	}
 }
 
 // checkLoadedAt allows a minute of skew between the test's clock and the
@@ -211,16 +264,11 @@ func testInsertThenLoad(t *testing.T, s session.Store) {
 		"nothing": `null`,
 	})
 	rec.Persistent = true
-	rec.Version = 7 // ignored: Insert always stores version 1
+	rec.IdleTimeout = 90 * time.Minute
 	key := insert(t, s, rec)
-	if rec.Version != 1 {
-		t.Errorf("after Insert rec.Version = %d; want 1", rec.Version)
-	}
 	got := load(t, s, key)
 	checkRecord(t, got, rec)
-	if got.Version != 1 {
-		t.Errorf("Version = %d; want 1", got.Version)
-	}
+	checkTime(t, "LastSeen", got.LastSeen, rec.LastSeen)
 	checkLoadedAt(t, got)
 }
 
@@ -228,6 +276,7 @@ func testInsertAnonymous(t *testing.T, s session.Store) {
 	rec := newRecord("", nil)
 	rec.Values = nil
 	rec.IdleExpiry = time.Time{}
+	rec.UserAgent, rec.IP = "", ""
 	key := insert(t, s, rec)
 	got := load(t, s, key)
 	rec.Values = map[string]json.RawMessage{}
@@ -241,11 +290,7 @@ func testInsertConflict(t *testing.T, s session.Store) {
 	if err := s.Insert(ctx(t), key, second); !errors.Is(err, session.ErrConflict) {
 		t.Fatalf("second Insert = %v; want ErrConflict", err)
 	}
-	got := load(t, s, key)
-	checkRecord(t, got, first)
-	if got.Version != 1 {
-		t.Errorf("Version = %d; want 1", got.Version)
-	}
+	checkRecord(t, load(t, s, key), first)
 }
 
 func testExpired(t *testing.T, s session.Store) {
@@ -268,6 +313,9 @@ func testExpired(t *testing.T, s session.Store) {
 			if _, err := s.Apply(ctx(t), key, change); !errors.Is(err, session.ErrNotFound) {
 				t.Errorf("Apply = %v; want ErrNotFound", err)
 			}
+			if _, err := s.Apply(ctx(t), key, session.Change{IdleTimeout: time.Hour}); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("Apply of a touch = %v; want ErrNotFound", err)
+			}
 			called := false
 			if _, err := s.Update(ctx(t), key, func(*session.Record) error { called = true; return nil }); !errors.Is(err, session.ErrNotFound) {
 				t.Errorf("Update = %v; want ErrNotFound", err)
@@ -275,8 +323,8 @@ func testExpired(t *testing.T, s session.Store) {
 			if called {
 				t.Error("Update called fn on an expired record")
 			}
-			if err := s.Touch(ctx(t), key, time.Now().Add(time.Hour)); !errors.Is(err, session.ErrNotFound) {
-				t.Errorf("Touch = %v; want ErrNotFound", err)
+			if _, err := s.Rekey(ctx(t), key, newKey(), session.Change{}, newRecord("user-1", nil)); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("Rekey = %v; want ErrNotFound", err)
 			}
 			wantNotFound(t, s, key)
 		})
@@ -303,14 +351,10 @@ func testApply(t *testing.T, s session.Store) {
 	want.IdleExpiry = got.LoadedAt.Add(2 * time.Hour)
 	checkApplied(t, got, want)
 	checkLoadedAt(t, got)
-	if got.Version != 2 {
-		t.Errorf("Apply returned Version %d; want 2", got.Version)
-	}
+	checkSeen(t, got)
 	loaded := load(t, s, key)
 	checkRecord(t, loaded, want)
-	if loaded.Version != 2 {
-		t.Errorf("Version = %d; want 2", loaded.Version)
-	}
+	checkTime(t, "LastSeen", loaded.LastSeen, got.LastSeen)
 
 	// Clear comes first, then Set; a nil UserID and Persistent change
 	// neither, and no IdleTimeout leaves the idle expiry alone.
@@ -320,9 +364,6 @@ func testApply(t *testing.T, s session.Store) {
 	}
 	want.Values = map[string]json.RawMessage{"e": json.RawMessage(`5`)}
 	checkApplied(t, got, want)
-	if got.Version != 3 {
-		t.Errorf("second Apply returned Version %d; want 3", got.Version)
-	}
 	checkRecord(t, load(t, s, key), want)
 }
 
@@ -365,14 +406,11 @@ func testApplyConcurrent(t *testing.T, s session.Store) {
 	if len(got.Values) != writers+1 {
 		t.Errorf("%d values after %d concurrent Applies of different keys; want %d: %v", len(got.Values), writers, writers+1, got.Values)
 	}
-	if got.Version != writers+1 {
-		t.Errorf("Version = %d; want %d", got.Version, writers+1)
-	}
 }
 
 func testApplyDeleted(t *testing.T, s session.Store) {
 	key := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	if err := s.Delete(ctx(t), key); err != nil {
+	if _, err := s.Delete(ctx(t), key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	change := session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`2`)}}
@@ -384,11 +422,13 @@ func testApplyDeleted(t *testing.T, s session.Store) {
 
 func testRekey(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`, "b": `2`})
+	orig.IdleTimeout = 3 * time.Hour
 	oldKey := insert(t, s, orig)
 	fresh := newRecord("", nil)
 	fresh.Created = fresh.Created.Add(time.Minute)
 	fresh.Expiry = fresh.Expiry.Add(time.Hour)
 	fresh.IdleExpiry = fresh.IdleExpiry.Add(time.Minute)
+	fresh.UserAgent, fresh.IP = "the renewing browser", "2001:db8::1"
 	user := "user-2"
 	newKey := newKey()
 	got, err := s.Rekey(ctx(t), oldKey, newKey, session.Change{Delete: []string{"b"}, Set: map[string]json.RawMessage{"c": json.RawMessage(`3`)}, UserID: &user}, fresh)
@@ -397,18 +437,37 @@ func testRekey(t *testing.T, s session.Store) {
 	}
 	want := newRecord("user-2", map[string]string{"a": `1`, "c": `3`})
 	want.Created, want.Expiry, want.IdleExpiry = fresh.Created, fresh.Expiry, fresh.IdleExpiry
+	want.IdleTimeout = orig.IdleTimeout
+	want.UserAgent, want.IP = fresh.UserAgent, fresh.IP
 	checkRecord(t, got, want)
 	checkLoadedAt(t, got)
-	if got.Version != 1 {
-		t.Errorf("Rekey returned Version %d; want 1", got.Version)
-	}
+	checkSeen(t, got)
 	checkRecord(t, load(t, s, newKey), want)
 	wantNotFound(t, s, oldKey)
 }
 
+// testRekeyKeepsExpiry renews without a new absolute deadline: a fresh
+// record with a zero Expiry keeps the session's own, and its idle expiry
+// never passes it.
+func testRekeyKeepsExpiry(t *testing.T, s session.Store) {
+	orig := newRecord("user-1", map[string]string{"a": `1`})
+	orig.Expiry = orig.Created.Add(30 * time.Minute)
+	oldKey := insert(t, s, orig)
+	fresh := newRecord("user-1", nil)
+	fresh.Expiry = time.Time{}
+	newKey := newKey()
+	got, err := s.Rekey(ctx(t), oldKey, newKey, session.Change{}, fresh)
+	if err != nil {
+		t.Fatalf("Rekey: %v", err)
+	}
+	checkTime(t, "Expiry", got.Expiry, orig.Expiry)
+	checkTime(t, "IdleExpiry", got.IdleExpiry, orig.Expiry) // fresh's hour, capped
+	checkTime(t, "Expiry after load", load(t, s, newKey).Expiry, orig.Expiry)
+}
+
 func testRekeyMissing(t *testing.T, s session.Store) {
 	oldKey := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	if err := s.Delete(ctx(t), oldKey); err != nil {
+	if _, err := s.Delete(ctx(t), oldKey); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	newKey := newKey()
@@ -449,12 +508,11 @@ func testUpdate(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`})
 	key := insert(t, s, orig)
 	got, err := s.Update(ctx(t), key, func(r *session.Record) error {
-		if r.Version != 1 {
-			t.Errorf("fn saw Version %d; want 1", r.Version)
-		}
 		checkRecord(t, r, orig)
+		checkLoadedAt(t, r)
 		r.Values["b"] = json.RawMessage(`[1,2]`)
 		r.UserID = "user-2"
+		r.IdleTimeout = time.Hour
 		return nil
 	})
 	if err != nil {
@@ -462,16 +520,11 @@ func testUpdate(t *testing.T, s session.Store) {
 	}
 	want := newRecord("user-2", map[string]string{"a": `1`, "b": `[1,2]`})
 	want.Created, want.Expiry, want.IdleExpiry = orig.Created, orig.Expiry, orig.IdleExpiry
+	want.IdleTimeout = time.Hour
 	checkRecord(t, got, want)
-	if got.Version != 2 {
-		t.Errorf("Update returned Version %d; want 2", got.Version)
-	}
 	checkLoadedAt(t, got)
-	loaded := load(t, s, key)
-	checkRecord(t, loaded, want)
-	if loaded.Version != 2 {
-		t.Errorf("Version = %d; want 2", loaded.Version)
-	}
+	checkSeen(t, got)
+	checkRecord(t, load(t, s, key), want)
 }
 
 func testUpdateError(t *testing.T, s session.Store) {
@@ -485,11 +538,7 @@ func testUpdateError(t *testing.T, s session.Store) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Update = %v; want fn's error", err)
 	}
-	got := load(t, s, key)
-	checkRecord(t, got, orig)
-	if got.Version != 1 {
-		t.Errorf("Version = %d; want 1", got.Version)
-	}
+	checkRecord(t, load(t, s, key), orig)
 }
 
 func testUpdateMissing(t *testing.T, s session.Store) {
@@ -530,81 +579,215 @@ func testUpdateConcurrent(t *testing.T, s session.Store) {
 	}
 	got := load(t, s, key)
 	checkValues(t, got.Values, map[string]json.RawMessage{"n": json.RawMessage(`16`)})
-	if got.Version != writers+1 {
-		t.Errorf("Version = %d; want %d", got.Version, writers+1)
-	}
 }
 
+// testTouch: an Apply that changes no value slides the idle expiry and
+// LastSeen and leaves everything else as it was.
 func testTouch(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`})
+	orig.LastSeen = orig.Created.Add(-time.Hour)
 	key := insert(t, s, orig)
-	later := orig.IdleExpiry.Add(30 * time.Minute)
-	if err := s.Touch(ctx(t), key, later); err != nil {
-		t.Fatalf("Touch: %v", err)
+	got, err := s.Apply(ctx(t), key, session.Change{IdleTimeout: 90 * time.Minute})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkSeen(t, got)
+	want := *orig
+	want.IdleExpiry = got.LoadedAt.Add(90 * time.Minute)
+	checkApplied(t, got, &want)
+	loaded := load(t, s, key)
+	checkRecord(t, loaded, &want)
+	checkTime(t, "LastSeen", loaded.LastSeen, got.LastSeen)
+}
+
+// testApplyLifetimes gives a session lifetimes of its own: a new absolute
+// expiry, and an idle timeout that then slides it instead of the
+// configured one.
+func testApplyLifetimes(t *testing.T, s session.Store) {
+	orig := newRecord("admin", nil)
+	key := insert(t, s, orig)
+	expiry := orig.Created.Add(2 * time.Hour)
+	idle := 10 * time.Minute
+	got, err := s.Apply(ctx(t), key, session.Change{Expiry: expiry, SessionIdleTimeout: &idle, IdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkTime(t, "Expiry", got.Expiry, expiry)
+	if got.IdleTimeout != idle {
+		t.Errorf("IdleTimeout = %v; want %v", got.IdleTimeout, idle)
+	}
+	checkTime(t, "IdleExpiry", got.IdleExpiry, got.LoadedAt.Add(idle))
+	// The session's own idle timeout wins over the configured one from now on.
+	got, err = s.Apply(ctx(t), key, session.Change{IdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatalf("second Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry after a touch", got.IdleExpiry, got.LoadedAt.Add(idle))
+	// An expiry sooner than the idle expiry caps it.
+	soon := got.LoadedAt.Add(time.Minute)
+	got, err = s.Apply(ctx(t), key, session.Change{Expiry: soon})
+	if err != nil {
+		t.Fatalf("third Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry under a sooner Expiry", got.IdleExpiry, soon)
+	loaded := load(t, s, key)
+	checkTime(t, "Expiry after load", loaded.Expiry, soon)
+	if loaded.IdleTimeout != idle {
+		t.Errorf("IdleTimeout after load = %v; want %v", loaded.IdleTimeout, idle)
+	}
+	// Without an idle timeout of either kind, a touch leaves no idle expiry.
+	plain := newRecord("", nil)
+	plain.IdleExpiry = time.Time{}
+	plainKey := insert(t, s, plain)
+	got, err = s.Apply(ctx(t), plainKey, session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`1`)}})
+	if err != nil {
+		t.Fatalf("Apply without idle timeout: %v", err)
+	}
+	checkTime(t, "IdleExpiry without idle timeout", got.IdleExpiry, time.Time{})
+}
+
+// testApplyMaxSize: a change that would take the values over MaxSize is
+// refused whole with ErrTooLarge, measured on the session as stored, not
+// as the caller last saw it.
+func testApplyMaxSize(t *testing.T, s session.Store) {
+	big := `"` + strings.Repeat("x", 600) + `"`
+	key := insert(t, s, newRecord("user-1", map[string]string{"first": big}))
+	change := session.Change{Set: map[string]json.RawMessage{"second": json.RawMessage(big)}, UserID: ptr("someone"), MaxSize: 1000}
+	if _, err := s.Apply(ctx(t), key, change); !errors.Is(err, session.ErrTooLarge) {
+		t.Fatalf("Apply over MaxSize = %v; want ErrTooLarge", err)
 	}
 	got := load(t, s, key)
-	want := *orig
-	want.IdleExpiry = later
-	checkRecord(t, got, &want)
-	if got.Version != 1 {
-		t.Errorf("Version = %d after Touch; want 1", got.Version)
+	checkValues(t, got.Values, newRecord("", map[string]string{"first": big}).Values)
+	if got.UserID != "user-1" {
+		t.Errorf("UserID = %q after a refused Apply; want it unchanged", got.UserID)
+	}
+	// Within the cap, and a change that only deletes, always pass.
+	small := session.Change{Set: map[string]json.RawMessage{"small": json.RawMessage(`1`)}, MaxSize: 1000}
+	if _, err := s.Apply(ctx(t), key, small); err != nil {
+		t.Fatalf("Apply within MaxSize: %v", err)
+	}
+	if _, err := s.Apply(ctx(t), key, session.Change{Delete: []string{"small"}, MaxSize: 10}); err != nil {
+		t.Fatalf("Apply that only deletes, over MaxSize: %v", err)
+	}
+	// Replacing a value counts the new one only.
+	swap := session.Change{Set: map[string]json.RawMessage{"first": json.RawMessage(big)}, MaxSize: 1000}
+	if _, err := s.Apply(ctx(t), key, swap); err != nil {
+		t.Fatalf("Apply replacing a value within MaxSize: %v", err)
+	}
+	// Missing stays ErrNotFound whatever the size.
+	if _, err := s.Apply(ctx(t), newKey(), change); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("Apply to a missing key over MaxSize = %v; want ErrNotFound", err)
 	}
 }
 
-func testTouchMissing(t *testing.T, s session.Store) {
-	if err := s.Touch(ctx(t), newKey(), time.Now().Add(time.Hour)); !errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("Touch = %v; want ErrNotFound", err)
+func testRekeyMaxSize(t *testing.T, s session.Store) {
+	big := `"` + strings.Repeat("x", 600) + `"`
+	oldKey := insert(t, s, newRecord("user-1", map[string]string{"first": big}))
+	newKey := newKey()
+	change := session.Change{Set: map[string]json.RawMessage{"second": json.RawMessage(big)}, MaxSize: 1000}
+	if _, err := s.Rekey(ctx(t), oldKey, newKey, change, newRecord("user-1", nil)); !errors.Is(err, session.ErrTooLarge) {
+		t.Fatalf("Rekey over MaxSize = %v; want ErrTooLarge", err)
 	}
+	load(t, s, oldKey) // nothing moved
+	wantNotFound(t, s, newKey)
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func testDelete(t *testing.T, s session.Store) {
-	key := insert(t, s, newRecord("user-1", nil))
+	rec := newRecord("user-1", nil)
+	key := insert(t, s, rec)
 	other := insert(t, s, newRecord("user-1", nil))
-	for i := range 2 {
-		if err := s.Delete(ctx(t), key); err != nil {
-			t.Fatalf("Delete #%d: %v", i+1, err)
-		}
+	info, err := s.Delete(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Delete: %v", err)
 	}
-	if err := s.Delete(ctx(t), newKey()); err != nil {
-		t.Fatalf("Delete of a key never stored: %v", err)
+	if info == nil {
+		t.Fatal("Delete of a stored key returned no Info")
+	}
+	checkInfo(t, *info, key, rec)
+	for _, k := range []string{key, newKey()} {
+		if info, err := s.Delete(ctx(t), k); err != nil || info != nil {
+			t.Fatalf("Delete of a missing key = %+v, %v; want nil, nil", info, err)
+		}
 	}
 	wantNotFound(t, s, key)
 	load(t, s, other)
 }
 
+// checkInfo compares a summary with the record it summarises.
+func checkInfo(t *testing.T, got session.Info, key string, rec *session.Record) {
+	t.Helper()
+	if got.Key != key {
+		t.Errorf("Info.Key = %s; want %s", got.Key, key)
+	}
+	if got.UserID != rec.UserID || got.UserAgent != rec.UserAgent || got.IP != rec.IP {
+		t.Errorf("Info = %q %q %q; want %q %q %q", got.UserID, got.UserAgent, got.IP, rec.UserID, rec.UserAgent, rec.IP)
+	}
+	checkTime(t, "Info.Created", got.Created, rec.Created)
+	checkTime(t, "Info.LastSeen", got.LastSeen, rec.LastSeen)
+	checkTime(t, "Info.Expiry", got.Expiry, rec.Expiry)
+	checkTime(t, "Info.IdleExpiry", got.IdleExpiry, rec.IdleExpiry)
+}
+
 func testDeleteUser(t *testing.T, s session.Store) {
+	users := s.(session.UserIndex)
 	alice := []string{insert(t, s, newRecord("alice", nil)), insert(t, s, newRecord("alice", nil))}
 	bob := insert(t, s, newRecord("bob", nil))
 	anonymous := insert(t, s, newRecord("", nil))
-	n, err := s.DeleteUser(ctx(t), "alice")
+	deleted, err := users.DeleteUser(ctx(t), "alice", "")
 	if err != nil {
 		t.Fatalf("DeleteUser: %v", err)
 	}
-	if n != len(alice) {
-		t.Errorf("DeleteUser = %d; want %d", n, len(alice))
+	if len(deleted) != len(alice) {
+		t.Errorf("DeleteUser deleted %d; want %d", len(deleted), len(alice))
 	}
 	for _, key := range alice {
 		wantNotFound(t, s, key)
+		if !slices.ContainsFunc(deleted, func(i session.Info) bool { return i.Key == key && i.UserID == "alice" }) {
+			t.Errorf("DeleteUser did not report %s", key)
+		}
 	}
 	load(t, s, bob)
 	load(t, s, anonymous)
-	if n, err := s.DeleteUser(ctx(t), "nobody"); err != nil || n != 0 {
-		t.Errorf("DeleteUser of a user with no sessions = %d, %v; want 0, nil", n, err)
+	if n, err := users.DeleteUser(ctx(t), "nobody", ""); err != nil || len(n) != 0 {
+		t.Errorf("DeleteUser of a user with no sessions = %v, %v; want none", n, err)
 	}
-	if n, err := s.DeleteUser(ctx(t), ""); err != nil || n != 0 {
-		t.Errorf(`DeleteUser("") = %d, %v; want 0, nil: anonymous sessions are never revoked in bulk`, n, err)
+	if n, err := users.DeleteUser(ctx(t), "", ""); err != nil || len(n) != 0 {
+		t.Errorf(`DeleteUser("") = %v, %v; want none: anonymous sessions are never revoked in bulk`, n, err)
 	}
 	load(t, s, anonymous)
 }
 
+// testDeleteUserKeeps is "sign out everywhere else".
+func testDeleteUserKeeps(t *testing.T, s session.Store) {
+	users := s.(session.UserIndex)
+	current := insert(t, s, newRecord("alice", nil))
+	others := []string{insert(t, s, newRecord("alice", nil)), insert(t, s, newRecord("alice", nil))}
+	deleted, err := users.DeleteUser(ctx(t), "alice", current)
+	if err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	if len(deleted) != len(others) {
+		t.Errorf("DeleteUser deleted %d; want %d", len(deleted), len(others))
+	}
+	load(t, s, current)
+	for _, key := range others {
+		wantNotFound(t, s, key)
+	}
+}
+
 func testListUser(t *testing.T, s session.Store) {
+	users := s.(session.UserIndex)
 	base := time.Now().Round(0)
 	var want []*session.Record
 	var keys []string
 	// Inserted out of order, to check that the store sorts.
-	for _, age := range []time.Duration{2 * time.Hour, 0, time.Hour} {
+	for i, age := range []time.Duration{2 * time.Hour, 0, time.Hour} {
 		rec := newRecord("alice", map[string]string{"secret": `"not listed"`})
 		rec.Created = base.Add(-age)
+		rec.LastSeen = base.Add(-age / 2)
+		rec.UserAgent = fmt.Sprintf("browser %d", i)
 		keys = append(keys, insert(t, s, rec))
 		want = append(want, rec)
 	}
@@ -614,7 +797,7 @@ func testListUser(t *testing.T, s session.Store) {
 	insert(t, s, newRecord("bob", nil))
 	insert(t, s, newRecord("", nil))
 
-	got, err := s.ListUser(ctx(t), "alice")
+	got, err := users.ListUser(ctx(t), "alice")
 	if err != nil {
 		t.Fatalf("ListUser: %v", err)
 	}
@@ -623,49 +806,142 @@ func testListUser(t *testing.T, s session.Store) {
 		t.Fatalf("ListUser returned %d sessions; want %d: %+v", len(got), len(order), got)
 	}
 	for i, j := range order {
-		g, w := got[i], want[j]
-		if g.Key != keys[j] {
-			t.Errorf("ListUser[%d].Key = %s; want %s", i, g.Key, keys[j])
+		checkInfo(t, got[i], keys[j], want[j])
+		if got[i].Current {
+			t.Errorf("ListUser[%d].Current is set; only the Manager knows the current session", i)
 		}
-		if g.UserID != "alice" {
-			t.Errorf("ListUser[%d].UserID = %q; want alice", i, g.UserID)
-		}
-		checkTime(t, "Created", g.Created, w.Created)
-		checkTime(t, "Expiry", g.Expiry, w.Expiry)
-		checkTime(t, "IdleExpiry", g.IdleExpiry, w.IdleExpiry)
 	}
-	if got, err := s.ListUser(ctx(t), "nobody"); err != nil || len(got) != 0 {
+	if got, err := users.ListUser(ctx(t), "nobody"); err != nil || len(got) != 0 {
 		t.Errorf("ListUser of a user with no sessions = %v, %v; want none", got, err)
 	}
-	if got, err := s.ListUser(ctx(t), ""); err != nil || len(got) != 0 {
+	if got, err := users.ListUser(ctx(t), ""); err != nil || len(got) != 0 {
 		t.Errorf(`ListUser("") = %v, %v; want none: anonymous sessions are nobody's`, got, err)
 	}
 }
 
+// testTrimUser keeps the most recently seen sessions of a user.
+func testTrimUser(t *testing.T, s session.Store) {
+	users := s.(session.UserIndex)
+	base := time.Now().Round(0)
+	var keys []string
+	for _, seen := range []time.Duration{3 * time.Hour, time.Hour, 0, 2 * time.Hour} {
+		rec := newRecord("alice", nil)
+		rec.Created = base.Add(-4 * time.Hour)
+		rec.LastSeen = base.Add(-seen)
+		keys = append(keys, insert(t, s, rec))
+	}
+	bob := insert(t, s, newRecord("bob", nil))
+	trimmed, err := users.TrimUser(ctx(t), "alice", 2)
+	if err != nil {
+		t.Fatalf("TrimUser: %v", err)
+	}
+	gone := []string{keys[0], keys[3]} // seen 3h and 2h ago
+	if len(trimmed) != len(gone) {
+		t.Fatalf("TrimUser removed %d sessions; want %d: %+v", len(trimmed), len(gone), trimmed)
+	}
+	for _, key := range gone {
+		wantNotFound(t, s, key)
+		if !slices.ContainsFunc(trimmed, func(i session.Info) bool { return i.Key == key }) {
+			t.Errorf("TrimUser did not report %s", key)
+		}
+	}
+	load(t, s, keys[1])
+	load(t, s, keys[2])
+	load(t, s, bob)
+	if trimmed, err := users.TrimUser(ctx(t), "alice", 2); err != nil || len(trimmed) != 0 {
+		t.Errorf("second TrimUser = %v, %v; want nothing to remove", trimmed, err)
+	}
+}
+
+// testTrimUserConcurrent: sign-ins racing, each inserting its session and
+// then trimming, never leave more than the limit.
+func testTrimUserConcurrent(t *testing.T, s session.Store) {
+	users := s.(session.UserIndex)
+	const limit, signIns = 3, 12
+	var wg sync.WaitGroup
+	for range signIns {
+		wg.Go(func() {
+			rec := newRecord("carol", nil)
+			key := newKey()
+			if err := s.Insert(ctx(t), key, rec); err != nil {
+				t.Errorf("Insert: %v", err)
+				return
+			}
+			if _, err := users.TrimUser(ctx(t), "carol", limit); err != nil {
+				t.Errorf("TrimUser: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := users.ListUser(ctx(t), "carol")
+	if err != nil {
+		t.Fatalf("ListUser: %v", err)
+	}
+	if len(got) > limit {
+		t.Errorf("%d sessions left after %d concurrent sign-ins limited to %d", len(got), signIns, limit)
+	}
+}
+
 func testPrune(t *testing.T, s session.Store) {
+	pruner := s.(session.Pruner)
 	hourAgo := time.Now().Add(-time.Hour)
 	absolute := newRecord("alice", nil)
 	absolute.Expiry, absolute.IdleExpiry = hourAgo, time.Time{}
 	idle := newRecord("", nil)
 	idle.IdleExpiry = hourAgo
-	insert(t, s, absolute)
-	insert(t, s, idle)
+	expiredKeys := []string{insert(t, s, absolute), insert(t, s, idle)}
 	withIdle := insert(t, s, newRecord("alice", nil))
 	noIdle := newRecord("", nil)
 	noIdle.IdleExpiry = time.Time{}
 	withoutIdle := insert(t, s, noIdle)
 
-	n, err := s.Prune(ctx(t))
+	pruned, err := pruner.Prune(ctx(t), 100)
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
-	if n != 2 {
-		t.Errorf("Prune = %d; want 2", n)
+	if len(pruned) != 2 {
+		t.Errorf("Prune = %d; want 2", len(pruned))
+	}
+	for _, key := range expiredKeys {
+		if !slices.ContainsFunc(pruned, func(i session.Info) bool { return i.Key == key }) {
+			t.Errorf("Prune did not report %s", key)
+		}
 	}
 	load(t, s, withIdle)
 	load(t, s, withoutIdle)
-	if n, err := s.Prune(ctx(t)); err != nil || n != 0 {
-		t.Errorf("second Prune = %d, %v; want 0, nil", n, err)
+	if pruned, err := pruner.Prune(ctx(t), 100); err != nil || len(pruned) != 0 {
+		t.Errorf("second Prune = %v, %v; want none", pruned, err)
+	}
+}
+
+// testPruneLimit: each call deletes at most limit records, and repeated
+// calls finish the job.
+func testPruneLimit(t *testing.T, s session.Store) {
+	pruner := s.(session.Pruner)
+	for range 5 {
+		rec := newRecord("", nil)
+		rec.Expiry, rec.IdleExpiry = time.Now().Add(-time.Hour), time.Time{}
+		insert(t, s, rec)
+	}
+	total := 0
+	for calls := 1; ; calls++ {
+		pruned, err := pruner.Prune(ctx(t), 2)
+		if err != nil {
+			t.Fatalf("Prune: %v", err)
+		}
+		if len(pruned) > 2 {
+			t.Fatalf("Prune(limit 2) deleted %d", len(pruned))
+		}
+		total += len(pruned)
+		if len(pruned) < 2 {
+			break
+		}
+		if calls > 5 {
+			t.Fatal("Prune never returned fewer than its limit")
+		}
+	}
+	if total != 5 {
+		t.Errorf("Prune deleted %d in all; want 5", total)
 	}
 }
 

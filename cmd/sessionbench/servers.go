@@ -44,6 +44,10 @@ type user struct {
 
 var benchUser = user{ID: 42, Name: "Ada"}
 
+// sessionLifetime is Config.Lifetime's default, which the library's server
+// runs with; the baseline's cookie lives as long.
+const sessionLifetime = 14 * 24 * time.Hour
+
 // libraryApp is the application behind Manager.Handler.
 func libraryApp() http.Handler {
 	mux := http.NewServeMux()
@@ -51,8 +55,8 @@ func libraryApp() http.Handler {
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
-		u, ok := session.Value[user](session.FromContext(r.Context()), "user")
-		if !ok {
+		u, err := session.Value[user](session.FromContext(r.Context()), "user")
+		if err != nil {
 			http.Error(w, "no session", http.StatusNotFound)
 			return
 		}
@@ -88,9 +92,14 @@ func libraryApp() http.Handler {
 	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
 		s := session.FromContext(r.Context())
 		values := map[string]json.RawMessage{}
-		for _, k := range s.Keys() {
-			var v json.RawMessage
-			if err := s.Get(k, &v); err != nil {
+		keys, err := s.Keys()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for _, k := range keys {
+			v, err := session.Value[json.RawMessage](s, k)
+			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
@@ -189,7 +198,7 @@ func (b *baseline) handler() http.Handler {
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: baselineCookie, Value: id, Path: "/", HttpOnly: true,
-			SameSite: http.SameSiteLaxMode, MaxAge: int(session.DefaultLifetime / time.Second)})
+			SameSite: http.SameSiteLaxMode, MaxAge: int(sessionLifetime / time.Second)})
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("POST /hot", func(w http.ResponseWriter, r *http.Request) {

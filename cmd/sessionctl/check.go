@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/redact"
 )
 
 // status is the outcome of one check.
@@ -145,7 +147,7 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 		return e.lookup(name)
 	})
 	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
-	for _, p := range session.ConfigErrors(err) {
+	for _, p := range configErrors(err) {
 		if _, ok := c.problems[p.Variable]; !ok {
 			c.order = append(c.order, p.Variable)
 		}
@@ -224,7 +226,7 @@ func (c *checker) checkDatabaseURL() bool {
 			"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
 		return false
 	}
-	where := session.RedactDatabaseURL(c.cfg.DatabaseURL) + c.env.origin(name)
+	where := redact.DatabaseURL(c.cfg.DatabaseURL) + c.env.origin(name)
 	// PgBouncer listens on 6432 by default; in transaction pooling mode the
 	// statements pgx prepares and caches per connection fail at random.
 	if pc.Port == 6432 && pc.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
@@ -241,10 +243,10 @@ func (c *checker) checkDatabaseURL() bool {
 func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	where := session.RedactDatabaseURL(c.cfg.DatabaseURL)
+	where := redact.DatabaseURL(c.cfg.DatabaseURL)
 	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
 	if err != nil {
-		c.add("database reachable", fail, session.RedactPassword(err.Error(), c.cfg.DatabaseURL), "")
+		c.add("database reachable", fail, redact.Password(err.Error(), c.cfg.DatabaseURL), "")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
 		return
@@ -257,7 +259,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	err = pool.QueryRow(ctx, "SELECT now()").Scan(&dbNow)
 	latency := time.Since(start)
 	if err != nil {
-		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, session.RedactPassword(err.Error(), c.cfg.DatabaseURL)),
+		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact.Password(err.Error(), c.cfg.DatabaseURL)),
 			"check the server's health and that the DATABASE_URL role may log in")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
@@ -297,9 +299,9 @@ func clockResult(dbNow, local time.Time) result {
 func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	const name = "session table"
 	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
-	schema, err := session.CheckPostgresSchema(ctx, pool, c.cfg.WithDefaults().Table)
+	schema, err := checkSchema(ctx, pool, c.cfg.Table)
 	if err != nil {
-		c.add(name, fail, strings.TrimPrefix(session.RedactPassword(err.Error(), c.cfg.DatabaseURL), "session: "), "fix SESSION_TABLE, or the database error above")
+		c.add(name, fail, strings.TrimPrefix(redact.Password(err.Error(), c.cfg.DatabaseURL), "session: "), "fix SESSION_TABLE, or the database error above")
 		return
 	}
 	if !schema.Exists {
@@ -381,7 +383,10 @@ func (c *checker) checkPreviousSecrets() {
 func (c *checker) checkCookie() {
 	const name = "cookie"
 	problems := append(append(c.take("SESSION_COOKIE_NAME"), c.take("SESSION_COOKIE_DOMAIN")...), c.take("SESSION_SAMESITE")...)
-	d := c.cfg.WithDefaults()
+	d := c.cfg
+	if d.CookieName == "" {
+		d.CookieName = defaults.CookieName(d.Production, d.CookieDomain)
+	}
 	attrs := []string{"name=" + d.CookieName}
 	if d.Production {
 		attrs = append(attrs, "Secure")

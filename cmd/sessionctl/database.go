@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
 )
 
@@ -42,7 +44,7 @@ func databaseConfig(env func(string) (string, bool), flags databaseFlags) (sessi
 		return session.Config{}, err
 	}
 	cfg, err := session.ConfigFromLookup(e.lookup)
-	for _, p := range session.ConfigErrors(err) {
+	for _, p := range configErrors(err) {
 		switch p.Variable {
 		case "USE_POSTGRES", "DATABASE_URL", "SESSION_TABLE":
 			return cfg, p
@@ -51,7 +53,32 @@ func databaseConfig(env func(string) (string, bool), flags databaseFlags) (sessi
 	if !cfg.UsePostgres {
 		return cfg, errors.New("USE_POSTGRES is not true, so the app keeps sessions in its own memory, which sessionctl cannot reach: set USE_POSTGRES=true and DATABASE_URL (in the environment or the --env-file)")
 	}
-	return cfg.WithDefaults(), nil
+	if cfg.Table == "" {
+		cfg.Table = defaults.Table
+	}
+	return cfg, nil
+}
+
+// configErrors returns the individual problems in an error from
+// session.ConfigFromLookup or Config.Validate.
+func configErrors(err error) []*session.ConfigError {
+	var out []*session.ConfigError
+	var walk func(error)
+	walk = func(err error) {
+		if ce, ok := err.(*session.ConfigError); ok {
+			out = append(out, ce)
+			return
+		}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				walk(e)
+			}
+		} else if inner := errors.Unwrap(err); inner != nil {
+			walk(inner)
+		}
+	}
+	walk(err)
+	return out
 }
 
 // openPool connects to the configured database, reporting where it tried
@@ -74,33 +101,61 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
-			session.RedactDatabaseURL(databaseURL), session.RedactPassword(err.Error(), databaseURL))
+			redact.DatabaseURL(databaseURL), redact.Password(err.Error(), databaseURL))
 	}
 	return pool, nil
 }
 
-// openStore opens the session table for prune, stats and revoke. The
-// library checks the schema and, when it is missing or out of date, fails
-// with the fix ("run sessionctl migrate"); it never migrates here.
-func openStore(ctx context.Context, cfg session.Config, timeout time.Duration) (*session.PostgresStore, error) {
-	return session.OpenPostgresStore(ctx, cfg.DatabaseURL, session.PostgresOptions{
-		Table:            cfg.Table,
-		ManualMigrations: true,
-		ConnectTimeout:   timeout,
-	})
+// table is the session table a command works on, its schema resolved.
+type table struct {
+	pool  *pgxpool.Pool
+	name  migrations.Table
+	store *session.PostgresStore
 }
 
-// withStore runs fn on the session table, reporting a failure as name's.
-func withStore(ctx context.Context, name string, env func(string) (string, bool), flags databaseFlags, stderr io.Writer, fn func(context.Context, *session.PostgresStore) error) int {
+// openTable opens the session table for prune, stats and revoke. The
+// library checks the schema and, when it is missing or out of date, fails
+// with the fix ("run sessionctl migrate"); it never migrates here.
+func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (*table, error) {
+	pool, err := openPool(ctx, cfg.DatabaseURL, timeout)
+	if err != nil {
+		return nil, err
+	}
+	name, err := migrations.ParseTable(cfg.Table)
+	if err == nil {
+		name, err = name.Resolve(ctx, pool)
+	}
+	var store *session.PostgresStore
+	if err == nil {
+		store, err = session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: cfg.Table, ManualMigrations: true})
+	}
+	if err != nil {
+		pool.Close()
+		return nil, errors.New(redact.Password(err.Error(), cfg.DatabaseURL))
+	}
+	return &table{pool: pool, name: name, store: store}, nil
+}
+
+// checkSchema inspects the session table without changing it.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool, name string) (migrations.Schema, error) {
+	t, err := migrations.ParseTable(name)
+	if err != nil {
+		return migrations.Schema{}, err
+	}
+	return migrations.Check(ctx, pool, t)
+}
+
+// withTable runs fn on the session table, reporting a failure as name's.
+func withTable(ctx context.Context, name string, env func(string) (string, bool), flags databaseFlags, stderr io.Writer, fn func(context.Context, *table) error) int {
 	cfg, err := databaseConfig(env, flags)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
 		defer cancel()
-		var store *session.PostgresStore
-		store, err = openStore(ctx, cfg, *flags.timeout)
+		var t *table
+		t, err = openTable(ctx, cfg, *flags.timeout)
 		if err == nil {
-			defer store.Close()
-			err = fn(ctx, store)
+			defer t.pool.Close()
+			err = fn(ctx, t)
 		}
 	}
 	if err != nil {
@@ -149,7 +204,7 @@ can gate on it.`)
 		table, err = table.Resolve(ctx, pool)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("SESSION_TABLE: %s", session.RedactPassword(err.Error(), cfg.DatabaseURL)))
+		return fail(fmt.Errorf("SESSION_TABLE: %s", redact.Password(err.Error(), cfg.DatabaseURL)))
 	}
 	if *status {
 		return migrationStatus(ctx, pool, table, *asJSON, stdout, stderr)
@@ -159,7 +214,7 @@ can gate on it.`)
 		fmt.Fprintf(stdout, "Applied %03d_%s to %s.\n", m.Version, m.Name, table)
 	}
 	if err != nil {
-		return fail(errors.New(session.RedactPassword(err.Error(), cfg.DatabaseURL)))
+		return fail(errors.New(redact.Password(err.Error(), cfg.DatabaseURL)))
 	}
 	if len(applied) == 0 {
 		all := migrations.All()
@@ -241,15 +296,25 @@ time: if an app instance is pruning right now, this deletes nothing.`)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	return withStore(ctx, "prune", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
-		n, err := store.Prune(ctx)
-		if err != nil {
-			return err
+	return withTable(ctx, "prune", env, flags, stderr, func(ctx context.Context, t *table) error {
+		n := 0
+		for {
+			pruned, err := t.store.Prune(ctx, pruneBatch)
+			n += len(pruned)
+			if err != nil {
+				return err
+			}
+			if len(pruned) < pruneBatch {
+				break
+			}
 		}
-		fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s.\n", n, store.Table())
+		fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s.\n", n, t.name)
 		return nil
 	})
 }
+
+// pruneBatch is how many rows one prune statement deletes.
+const pruneBatch = 1000
 
 func runStats(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("stats", "[--json] [--env-file FILE]", `
@@ -262,8 +327,8 @@ table, so it is for operators and dashboards, not health checks.`)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	return withStore(ctx, "stats", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
-		st, err := store.Stats(ctx)
+	return withTable(ctx, "stats", env, flags, stderr, func(ctx context.Context, t *table) error {
+		st, err := tableStats(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -275,16 +340,33 @@ table, so it is for operators and dashboards, not health checks.`)
 				Expired      int64     `json:"expired"`
 				TableBytes   int64     `json:"table_bytes"`
 				DatabaseTime time.Time `json:"database_time"`
-			}{store.Table().String(), st.Live, st.WithUser, st.Expired, st.TableBytes, st.Now})
+			}{t.name.String(), st.live, st.withUser, st.expired, st.tableBytes, st.now})
 			return nil
 		}
-		fmt.Fprintf(stdout, "table          %s\n", store.Table())
-		fmt.Fprintf(stdout, "live sessions  %d\n", st.Live)
-		fmt.Fprintf(stdout, "with a user    %d\n", st.WithUser)
-		fmt.Fprintf(stdout, "expired rows   %d (deleted by the next prune)\n", st.Expired)
-		fmt.Fprintf(stdout, "table size     %s\n", formatBytes(st.TableBytes))
+		fmt.Fprintf(stdout, "table          %s\n", t.name)
+		fmt.Fprintf(stdout, "live sessions  %d\n", st.live)
+		fmt.Fprintf(stdout, "with a user    %d\n", st.withUser)
+		fmt.Fprintf(stdout, "expired rows   %d (deleted by the next prune)\n", st.expired)
+		fmt.Fprintf(stdout, "table size     %s\n", formatBytes(st.tableBytes))
 		return nil
 	})
+}
+
+// stats describes the session table.
+type stats struct {
+	live, expired, withUser, tableBytes int64
+	now                                 time.Time
+}
+
+// tableStats counts the table's rows in one query. It reads the whole
+// table: for operators and dashboards, not health checks.
+func tableStats(ctx context.Context, t *table) (stats, error) {
+	const live = "LEAST(expires_at, idle_expires_at) > now()"
+	var st stats
+	err := t.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE "+live+"), count(*) FILTER (WHERE NOT "+live+"),"+
+		" count(*) FILTER (WHERE "+live+" AND user_id IS NOT NULL), pg_total_relation_size($1::text::regclass), now() FROM "+t.name.String(),
+		t.name.String()).Scan(&st.live, &st.expired, &st.withUser, &st.tableBytes, &st.now)
+	return st, err
 }
 
 func runRevoke(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
@@ -300,12 +382,12 @@ Session.SetUser.`)
 	if *user == "" {
 		return usageError(fs, stderr, "--user is required")
 	}
-	return withStore(ctx, "revoke", env, flags, stderr, func(ctx context.Context, store *session.PostgresStore) error {
-		n, err := store.DeleteUser(ctx, *user)
+	return withTable(ctx, "revoke", env, flags, stderr, func(ctx context.Context, t *table) error {
+		revoked, err := t.store.DeleteUser(ctx, *user, "")
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Revoked %d session(s) of user %q.\n", n, *user)
+		fmt.Fprintf(stdout, "Revoked %d session(s) of user %q.\n", len(revoked), *user)
 		return nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/smartscheduler/session"
 )
 
@@ -39,11 +40,15 @@ func TestDatabaseCommands(t *testing.T) {
 
 	// Two sessions of ada, one anonymous, one expired.
 	ctx := context.Background()
-	store, err := session.OpenPostgresStore(ctx, env["DATABASE_URL"], session.PostgresOptions{Table: env["SESSION_TABLE"], ManualMigrations: true})
+	pool, err := pgxpool.New(ctx, env["DATABASE_URL"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer pool.Close()
+	store, err := session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: env["SESSION_TABLE"], ManualMigrations: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	for i, rec := range []session.Record{
 		{UserID: "ada", Created: now, Expiry: now.Add(time.Hour)},

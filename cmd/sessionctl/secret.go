@@ -25,7 +25,7 @@ func newSecret() string {
 // so sessionctl and the app can never disagree.
 func secretProblem(secret string) string {
 	cfg := session.Config{Production: true, AllowMemoryStore: true, Secret: secret}
-	for _, p := range session.ConfigErrors(cfg.Validate()) {
+	for _, p := range configErrors(cfg.Validate()) {
 		if p.Variable == "SESSION_SECRET" {
 			return p.Problem
 		}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"log"
@@ -35,9 +36,17 @@ func main() {
 			http.Error(w, "session unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		name, signedIn := session.Value[string](s, "name")
+		name, err := session.Value[string](s, "name")
+		signedIn := err == nil
+		// Flashes are read, and so removed, before the page is written:
+		// once the response has started their removal could not be saved.
+		flashes, err := s.Flashes()
+		if err != nil {
+			http.Error(w, "session unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintf(w, "<!doctype html><title>session demo</title><p>Visits: %d</p>", visits)
-		for _, f := range s.Flashes() {
+		for _, f := range flashes {
 			fmt.Fprintf(w, "<p><em>%s</em></p>", html.EscapeString(f))
 		}
 		if signedIn {
@@ -50,20 +59,18 @@ func main() {
 		s := session.FromContext(r.Context())
 		name := r.FormValue("name")
 		// A new token at sign-in defeats session fixation.
-		if err := s.Renew(); err != nil || s.Set("name", name) != nil || s.SetUser(name) != nil {
-			http.Error(w, "could not sign in", http.StatusInternalServerError)
+		if err := errors.Join(s.Renew(), s.Set("name", name), s.SetUser(name), s.AddFlash("Welcome, "+name+"!")); err != nil {
+			http.Error(w, "could not sign in", http.StatusServiceUnavailable)
 			return
 		}
-		s.AddFlash("Welcome, " + name + "!")
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		s := session.FromContext(r.Context())
-		if err := s.Destroy(); err != nil {
+		if err := errors.Join(s.Destroy(), s.AddFlash("Signed out.")); err != nil {
 			http.Error(w, "could not sign out", http.StatusServiceUnavailable)
 			return
 		}
-		s.AddFlash("Signed out.")
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 

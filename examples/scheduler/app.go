@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/migrations"
 )
 
 //go:embed templates/*.html static/*
@@ -57,37 +58,67 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		return a, nil
 	}
 
-	// The store is opened here rather than by session.New so that the
-	// appointments can use its pool; New then takes it WithStore.
-	timeout := cfg.WithDefaults().StoreTimeout
+	// The pool is opened here rather than by session.New so that the
+	// appointments can use it too; New then takes the store WithStore.
+	timeout := cfg.StoreTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
 	openCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	store, err := session.OpenPostgresStore(openCtx, cfg.DatabaseURL, session.PostgresOptions{
-		Table:            cfg.Table,
-		ManualMigrations: cfg.ManualMigrations,
-		ConnectTimeout:   timeout,
-	})
+	pool, schema, err := openPool(openCtx, cfg, timeout)
 	if err != nil {
 		return nil, err
 	}
-	schema := store.Table().Schema
-	a.appointments, err = newPostgresAppointments(openCtx, store.Pool(), schema)
+	store, err := session.NewPostgresStore(openCtx, pool, session.PostgresOptions{Table: cfg.Table, ManualMigrations: cfg.ManualMigrations})
+	if err == nil {
+		a.appointments, err = newPostgresAppointments(openCtx, pool, schema)
+	}
 	if err == nil && cfg.Secret == "" && !cfg.Production {
-		cfg.Secret, err = developmentSecret(openCtx, store.Pool(), schema)
+		cfg.Secret, err = developmentSecret(openCtx, pool, schema)
 		logger.Warn("SESSION_SECRET is not set: signing cookies with a development secret kept in the database, so sign-ins survive restarts; production refuses to start without SESSION_SECRET (run `sessionctl secret`)")
 	}
 	if err == nil {
 		a.sessions, err = session.New(ctx, cfg, session.WithStore(store), session.WithLogger(logger))
 	}
 	if err != nil {
-		store.Close()
+		pool.Close()
 		return nil, err
 	}
 	a.close = func() {
 		a.sessions.Close()
-		store.Close()
+		pool.Close()
 	}
 	return a, nil
+}
+
+// openPool connects to cfg's database within timeout and returns the pool
+// with the schema the session table lives in.
+func openPool(ctx context.Context, cfg session.Config, timeout time.Duration) (*pgxpool.Pool, string, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, "", errors.New("DATABASE_URL is not a valid PostgreSQL connection string")
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = timeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, "", err
+	}
+	name := cfg.Table
+	if name == "" {
+		name = migrations.DefaultTable
+	}
+	table, err := migrations.ParseTable(name)
+	if err == nil {
+		table, err = table.Resolve(ctx, pool)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, "", fmt.Errorf("connect to PostgreSQL at %s: %w", pc.ConnConfig.Host, err)
+	}
+	return pool, table.Schema, nil
 }
 
 // developmentSecret returns the secret stored in the database, storing a
@@ -169,15 +200,10 @@ type page struct {
 	Form         appointmentForm
 
 	// The sessions page.
-	Sessions []sessionRow
+	Sessions []session.Info
 }
 
 type appointmentForm struct{ Title, Date, Time string }
-
-type sessionRow struct {
-	session.Info
-	Current bool
-}
 
 var templateFuncs = template.FuncMap{
 	"when": func(t time.Time) string { return t.Format("Mon 2 Jan 2006, 15:04") },
@@ -185,7 +211,12 @@ var templateFuncs = template.FuncMap{
 
 func (a *app) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	if p.Flashes == nil {
-		p.Flashes = session.FromContext(r.Context()).Flashes()
+		flashes, err := session.FromContext(r.Context()).Flashes()
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		p.Flashes = flashes
 	}
 	var b strings.Builder
 	if err := a.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
@@ -210,7 +241,12 @@ func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // currentUser returns the signed-in user, or redirects to the sign-in page.
 func (a *app) currentUser(w http.ResponseWriter, r *http.Request) (*user, bool) {
-	if u, ok := a.users[session.FromContext(r.Context()).UserID()]; ok {
+	id, err := session.FromContext(r.Context()).UserID()
+	if err != nil {
+		a.fail(w, r, err)
+		return nil, false
+	}
+	if u, ok := a.users[id]; ok {
 		return &u, true
 	}
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
@@ -220,7 +256,12 @@ func (a *app) currentUser(w http.ResponseWriter, r *http.Request) (*user, bool) 
 func (a *app) signInPage(w http.ResponseWriter, r *http.Request) {
 	// Only a user who still exists is sent on: a session of a deleted
 	// account would otherwise bounce between here and "/".
-	if _, ok := a.users[session.FromContext(r.Context()).UserID()]; ok {
+	id, err := session.FromContext(r.Context()).UserID()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if _, ok := a.users[id]; ok {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
@@ -349,12 +390,7 @@ func (a *app) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	current := session.FromContext(r.Context()).Key()
-	rows := make([]sessionRow, len(infos))
-	for i, info := range infos {
-		rows[i] = sessionRow{Info: info, Current: info.Key == current}
-	}
-	a.render(w, r, http.StatusOK, "sessions.html", page{Title: "Your sessions", User: u, Sessions: rows})
+	a.render(w, r, http.StatusOK, "sessions.html", page{Title: "Your sessions", User: u, Sessions: infos})
 }
 
 // revokeSession signs out one of the user's other sessions. The key comes

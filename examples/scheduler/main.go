@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/smartscheduler/session"
 )
 
@@ -74,7 +75,7 @@ func run(ctx context.Context, env func(string) (string, bool), stdout io.Writer,
 	}
 	store := "memory (sessions end when the app stops)"
 	if cfg.UsePostgres {
-		store = "PostgreSQL at " + session.RedactDatabaseURL(cfg.DatabaseURL)
+		store = "PostgreSQL at " + databaseHost(cfg.DatabaseURL)
 	}
 	fmt.Fprintf(stdout, "Smart Scheduler on http://%s (sessions: %s)\n", displayAddress(listener.Addr()), store)
 
@@ -114,4 +115,13 @@ func displayAddress(addr net.Addr) string {
 		return addr.String()
 	}
 	return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+}
+
+// databaseHost is where DATABASE_URL points, without its credentials.
+func databaseHost(databaseURL string) string {
+	pc, err := pgconn.ParseConfig(databaseURL)
+	if err != nil {
+		return "(unparsable DATABASE_URL)"
+	}
+	return fmt.Sprintf("%s:%d/%s", pc.Host, pc.Port, pc.Database)
 }

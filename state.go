@@ -1,0 +1,499 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+)
+
+// status is where one request's session stands with the store.
+type status uint8
+
+const (
+	// unread: nothing has been read. Set, Delete and Clear record changes
+	// without reading (see state.write), which the save applies to the
+	// stored session as it is then.
+	unread status = iota
+	// absent: the request has no stored session (none was presented, it
+	// ended, or it was destroyed). A change makes it a new session, which
+	// the save inserts under a new token.
+	absent
+	// loaded: rec and values are the stored session as read, with this
+	// request's pending changes applied to values.
+	loaded
+	// applied: the save applied changes recorded while unread. rec holds
+	// the stored metadata; the values were never read.
+	applied
+	// failed: the store could not answer; err says why.
+	failed
+)
+
+// backend is what every request's state works with: the store, the
+// settings that decide what to write, and the clock.
+type backend struct {
+	store  Store
+	cfg    Config
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// bound limits one store call to Config.StoreTimeout. A context whose own
+// deadline comes sooner already bounds the call, and is used as it is.
+func (b *backend) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= b.cfg.StoreTimeout {
+		return ctx, noCancel
+	}
+	return context.WithTimeout(ctx, b.cfg.StoreTimeout)
+}
+
+func noCancel() {}
+
+// newRecord returns an empty record for a session created at now, in the
+// store's clock.
+func (b *backend) newRecord(now time.Time) *Record {
+	rec := &Record{Persistent: true, Created: now, LastSeen: now, Expiry: now.Add(b.cfg.Lifetime)}
+	if b.cfg.IdleTimeout > 0 {
+		rec.IdleExpiry = minTime(now.Add(b.cfg.IdleTimeout), rec.Expiry)
+	}
+	return rec
+}
+
+// state is one request's session as the store sees it: what was read,
+// what changed, and what the save must send. Every Session of the request
+// shares it, under the lock of sessionState.
+type state struct {
+	b         *backend
+	presented credential
+
+	status status
+	err    error // why the store could not answer, with status failed
+	// closed is set once the save ran: the response's headers have left,
+	// so a change could no longer reach the browser.
+	closed bool
+	// degraded is set by Session.Degrade: the handler answers a store
+	// failure itself.
+	degraded bool
+
+	// token and key identify the stored session: its token and the token's
+	// store key, computed once per token. Both are "" while there is none.
+	token, key string
+	// rec is the stored session's metadata, with loaded and applied. Its
+	// Values are moved into values.
+	rec *Record
+	// offset turns the Manager's clock into the store's (see storeNow).
+	offset time.Duration
+	// values is the session's values as this request sees them, with
+	// loaded and absent.
+	values map[string]json.RawMessage
+	// pending is what the request changed and the store has not yet
+	// applied, as one Change; renew asks for a new token at the save.
+	pending Change
+	renew   bool
+	// sent is the deadline and persistence the presented cookie carries,
+	// as the load found them, so the save re-sends the cookie only when
+	// they move. Unknown (known false) for a session never read.
+	sent struct {
+		known      bool
+		deadline   time.Time
+		persistent bool
+	}
+}
+
+func (s *state) init(b *backend, presented credential) {
+	s.b = b
+	s.presented = presented
+	if presented.token != "" {
+		s.token, s.key = presented.token, storeKey(presented.token)
+	}
+	s.resetPending()
+}
+
+// resetPending empties the pending change.
+func (s *state) resetPending() {
+	s.pending = Change{}
+	s.renew = false
+}
+
+// dirty reports whether the save has anything to write.
+func (s *state) dirty() bool {
+	p := &s.pending
+	return s.renew || p.changesValues() || p.UserID != nil || p.Persistent != nil || !p.Expiry.IsZero() || p.SessionIdleTimeout != nil
+}
+
+// storeNow is the store's clock as far as this request knows it: the time
+// the store reported at its last answer, advanced by the Manager's
+// monotonic clock. A session not yet stored uses the Manager's clock.
+func (s *state) storeNow() time.Time {
+	return s.b.now().Add(s.offset)
+}
+
+// read makes sure the session's values are known, reading the store if
+// nothing has been read yet. It returns the store's failure, if any.
+func (s *state) read(ctx context.Context) error {
+	switch s.status {
+	case failed:
+		return s.err
+	case loaded, absent:
+		return nil
+	}
+	if s.key == "" {
+		s.becomeAbsent()
+		return nil
+	}
+	ctx, cancel := s.b.bound(ctx)
+	defer cancel()
+	rec, err := s.b.store.Load(ctx, s.key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.becomeAbsent()
+		return nil
+	case err != nil:
+		return s.fail(fmt.Errorf("session: loading: %w", err))
+	}
+	values := rec.Values
+	s.adopt(rec)
+	if s.status == unread {
+		s.sent.known, s.sent.deadline, s.sent.persistent = true, rec.deadline(), rec.Persistent
+	}
+	// The changes recorded before this read go on top of what is stored,
+	// as the save will apply them.
+	pending := s.pending
+	s.values = values
+	if s.values == nil || pending.Clear {
+		s.values = map[string]json.RawMessage{}
+	}
+	for _, k := range pending.Delete {
+		delete(s.values, k)
+	}
+	maps.Copy(s.values, pending.Set)
+	s.status = loaded
+	return nil
+}
+
+// fail records that the store could not answer.
+func (s *state) fail(err error) error {
+	s.status, s.err = failed, err
+	return err
+}
+
+// adopt makes rec, as the store just returned it, the stored session's
+// metadata. Its values, if any, are the caller's to take.
+func (s *state) adopt(rec *Record) {
+	s.offset = rec.LoadedAt.Sub(s.b.now())
+	rec.Values = nil
+	s.rec = rec
+}
+
+// becomeAbsent makes the session one the store does not hold, keeping
+// the changes recorded so far as its values: a request that wrote to a
+// session that ended meanwhile starts a new one holding its writes.
+func (s *state) becomeAbsent() {
+	s.token, s.key, s.rec, s.offset = "", "", nil, 0
+	s.values = maps.Clone(s.pending.Set)
+	if s.values == nil {
+		s.values = map[string]json.RawMessage{}
+	}
+	s.pending.Clear, s.pending.Delete, s.renew = false, nil, false
+	s.status = absent
+}
+
+// write prepares a change to the values (Set, Delete, Clear). Unless
+// Config.MaxSize needs the session's size, it reads nothing: a handler that
+// only writes costs one store call, at the save.
+func (s *state) write(ctx context.Context) error {
+	switch {
+	case s.closed:
+		return ErrCommitted
+	case s.status == failed:
+		return s.err
+	case s.b.cfg.MaxSize > 0:
+		return s.read(ctx)
+	}
+	return nil
+}
+
+// change prepares a change that needs the stored session (its metadata, or
+// a value to decide on): it reads first.
+func (s *state) change(ctx context.Context) error {
+	if s.closed {
+		return ErrCommitted
+	}
+	return s.read(ctx)
+}
+
+func (s *state) set(key string, value json.RawMessage) {
+	if s.pending.Set == nil {
+		s.pending.Set = map[string]json.RawMessage{}
+	}
+	s.pending.Set[key] = value
+	if s.values != nil {
+		s.values[key] = value
+	}
+}
+
+func (s *state) delete(key string) {
+	delete(s.pending.Set, key)
+	if !slices.Contains(s.pending.Delete, key) {
+		s.pending.Delete = append(s.pending.Delete, key)
+	}
+	if s.values != nil {
+		delete(s.values, key)
+	}
+}
+
+func (s *state) clear() {
+	s.pending.Clear, s.pending.Delete = true, nil
+	clear(s.pending.Set)
+	if s.values != nil {
+		clear(s.values)
+	}
+}
+
+// userID and persistent are the session's metadata as the save will leave
+// them. Called after read.
+func (s *state) userID() string {
+	switch {
+	case s.pending.UserID != nil:
+		return *s.pending.UserID
+	case s.rec != nil:
+		return s.rec.UserID
+	}
+	return ""
+}
+
+func (s *state) persistent() bool {
+	switch {
+	case s.pending.Persistent != nil:
+		return *s.pending.Persistent
+	case s.rec != nil:
+		return s.rec.Persistent
+	}
+	return true
+}
+
+// deadline is when the session ends if nothing else happens, in the
+// store's clock. Called after read.
+func (s *state) deadline() time.Time {
+	if s.rec == nil {
+		return s.b.newRecord(s.storeNow()).deadline()
+	}
+	return s.rec.deadline()
+}
+
+// destroy deletes the stored session, if any, without reading it first.
+func (s *state) destroy(ctx context.Context) error {
+	if s.status == failed {
+		return s.err
+	}
+	if s.key != "" {
+		ctx, cancel := s.b.bound(ctx)
+		defer cancel()
+		if _, err := s.b.store.Delete(ctx, s.key); err != nil {
+			return fmt.Errorf("session: destroying: %w", err)
+		}
+	}
+	s.resetPending()
+	s.becomeAbsent()
+	return nil
+}
+
+// update runs fn on the stored session with the store holding every other
+// writer off it (Store.Update), together with the request's pending
+// changes. A session not yet stored, or due a new token, is stored first.
+func (s *state) update(ctx context.Context, fn func(*Record) error) error {
+	if err := s.change(ctx); err != nil {
+		return err
+	}
+	if s.rec == nil || s.renew {
+		if err := s.store(ctx); err != nil {
+			return err
+		}
+		if s.rec == nil {
+			return fmt.Errorf("session: updating: the session ended meanwhile: %w", ErrNotFound)
+		}
+	}
+	pending := s.pending
+	pending.IdleTimeout = s.b.cfg.IdleTimeout
+	ctx, cancel := s.b.bound(ctx)
+	defer cancel()
+	rec, err := s.b.store.Update(ctx, s.key, func(rec *Record) error {
+		if err := pending.applyTo(rec, rec.LoadedAt); err != nil {
+			return err
+		}
+		return fn(rec)
+	})
+	if errors.Is(err, ErrNotFound) {
+		s.resetPending()
+		s.becomeAbsent()
+		return fmt.Errorf("session: updating: the session ended meanwhile: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	values := rec.Values
+	s.adopt(rec)
+	s.values = values
+	s.resetPending()
+	return nil
+}
+
+// save writes what the request changed, once, before the response's
+// headers leave: one Store.Apply of the pending changes, an Insert for a
+// new session, a Rekey for a renewal, or a narrow touch of the idle expiry
+// when only that is due.
+func (s *state) save(ctx context.Context) error {
+	s.closed = true
+	switch s.status {
+	case failed:
+		return s.err
+	case unread:
+		if !s.dirty() {
+			return nil // never touched: no store call
+		}
+		if s.key != "" {
+			return s.apply(ctx)
+		}
+		s.becomeAbsent()
+	}
+	if s.rec == nil || s.renew {
+		if !s.dirty() {
+			return nil // an untouched new session is not worth storing
+		}
+		return s.store(ctx)
+	}
+	if s.dirty() {
+		return s.apply(ctx)
+	}
+	return s.touchIfDue(ctx)
+}
+
+// apply sends the pending changes as one Store.Apply.
+func (s *state) apply(ctx context.Context) error {
+	change := s.pending
+	change.IdleTimeout = s.b.cfg.IdleTimeout
+	change.MaxSize = s.b.cfg.MaxSize
+	bounded, cancel := s.b.bound(ctx)
+	defer cancel()
+	rec, err := s.b.store.Apply(bounded, s.key, change)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// Destroyed or renewed by another request: never re-created. A
+		// request that wrote starts a new session holding its writes.
+		blind := s.status == unread
+		s.becomeAbsent()
+		if blind && s.dirty() {
+			return s.store(ctx)
+		}
+		s.resetPending()
+		return nil
+	case err != nil:
+		return fmt.Errorf("session: saving: %w", err)
+	}
+	if s.status == unread {
+		s.status = applied
+	}
+	s.adopt(rec)
+	s.resetPending()
+	return nil
+}
+
+// touchIfDue slides the idle expiry of an unchanged session, with an Apply
+// that changes no value, once TouchInterval of the idle window has passed.
+func (s *state) touchIfDue(ctx context.Context) error {
+	idle := s.b.cfg.IdleTimeout
+	if s.rec.IdleTimeout > 0 {
+		idle = s.rec.IdleTimeout
+	}
+	if idle <= 0 || s.rec.IdleExpiry.IsZero() {
+		return nil
+	}
+	now := s.storeNow()
+	sinceTouch := idle - s.rec.IdleExpiry.Sub(now)
+	next := minTime(now.Add(idle), s.rec.Expiry)
+	if sinceTouch < s.b.cfg.TouchInterval || !next.After(s.rec.IdleExpiry) {
+		return nil
+	}
+	return s.apply(ctx)
+}
+
+// store inserts the session under a new token: a new session's first
+// save, or a renewal, which moves the stored session (Store.Rekey) so that
+// neither a logout nor a write by another request meanwhile is undone.
+func (s *state) store(ctx context.Context) error {
+	token := newToken()
+	key := storeKey(token)
+	fresh := s.b.newRecord(s.storeNow())
+	ctx, cancel := s.b.bound(ctx)
+	defer cancel()
+	if s.rec != nil {
+		moved, err := s.b.store.Rekey(ctx, s.key, key, s.pending, fresh)
+		if errors.Is(err, ErrNotFound) {
+			s.resetPending()
+			s.becomeAbsent() // ended meanwhile: never re-created
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("session: renewing: %w", err)
+		}
+		values := moved.Values
+		s.adopt(moved)
+		s.values = values
+	} else {
+		fresh.Values = maps.Clone(s.values)
+		fresh.UserID = s.userID()
+		fresh.Persistent = s.persistent()
+		if err := s.b.store.Insert(ctx, key, fresh); err != nil {
+			return fmt.Errorf("session: saving new session: %w", err)
+		}
+		fresh.LoadedAt = s.storeNow()
+		s.adopt(fresh)
+	}
+	s.token, s.key = token, key
+	s.status = loaded
+	s.resetPending()
+	return nil
+}
+
+// cookie is what the save leaves for the response: the cookie to set, or
+// whether to expire the one the request presented.
+type cookie struct {
+	token      string
+	persistent bool
+	deadline   time.Time // in the Manager's clock
+	send       bool      // set the cookie: new token, re-signed, or moved deadline
+	expire     bool      // expire the presented cookie: its session ended
+}
+
+// outcome derives the cookie from the state after the save.
+func (s *state) outcome() cookie {
+	if s.token == "" {
+		return cookie{expire: s.presented.token != ""}
+	}
+	if s.rec == nil {
+		return cookie{}
+	}
+	c := cookie{token: s.token, persistent: s.rec.Persistent, deadline: s.rec.deadline().Add(-s.offset)}
+	switch {
+	case s.token != s.presented.token, s.presented.rotated:
+		c.send = true
+	case s.sent.known:
+		c.send = s.rec.Persistent != s.sent.persistent || (s.rec.Persistent && !s.rec.deadline().Equal(s.sent.deadline))
+	default:
+		// Saved without a read: the deadline the browser holds is unknown,
+		// and moved only if the write slid an idle expiry.
+		c.send = s.rec.Persistent && !s.rec.IdleExpiry.IsZero()
+	}
+	return c
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
