@@ -95,7 +95,7 @@ func Main(m *testing.M) {
 }
 
 // URL returns the URL of the test server, starting it on first use. It skips
-// the test when no server can be had.
+// the test when no server can be had, which makes Main fail the package.
 func URL(t testing.TB) string {
 	t.Helper()
 	serverOnce.Do(func() {
