@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -210,15 +209,6 @@ func (m *measurement) run(ctx context.Context, srv *server, workers []*worker, n
 		m.postgresCPU += backendsCPU(backends) - postgresCPU
 	}
 	return ctx.Err()
-}
-
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // backendsCPU sums the CPU time of the given PostgreSQL backends from

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,32 +19,72 @@ import (
 // so comments, order and unrelated lines stay exactly as the operator left
 // them.
 type envFile struct {
-	path   string
-	lines  []string // without their "\n"; a "\r" stays, so CRLF files stay CRLF
-	mode   fs.FileMode
-	exists bool
+	path  string
+	lines []string // without their "\n"; a "\r" stays, so CRLF files stay CRLF
+	// info describes the file as it was opened; nil when it did not exist.
+	// write keeps its owner and, within 0600, its mode.
+	info fs.FileInfo
 }
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// readEnvFile reads path. A missing file is an empty envFile that write
-// creates with mode 0600, since it will hold a secret. Any line that is not
-// an assignment, a comment or blank is an error naming the line, because a
-// value silently skipped is a setting silently lost.
+// readEnvFile reads path for a command that only reads it (check, migrate
+// and the others). A symbolic link is followed, since deploy tools link one
+// shared .env into each release, but it must lead to a regular file.
 func readEnvFile(path string) (*envFile, error) {
-	f := &envFile{path: path, mode: 0o600}
-	data, err := os.ReadFile(path)
+	return openEnvFile(path, false)
+}
+
+// readEnvFileToReplace reads path for "sessionctl secret", which replaces
+// it. A missing file is an empty envFile that write creates. Anything but a
+// regular file is refused: through a symbolic link the secret would land in
+// whatever file the link names, a device or a FIFO would be swapped for a
+// regular file holding the secret (or block the command forever), and
+// replacing a link or a device is not what its owner meant either.
+func readEnvFileToReplace(path string) (*envFile, error) {
+	return openEnvFile(path, true)
+}
+
+// openEnvFile reads path, refusing anything but a regular file; with
+// noLink, a symbolic link too. The type is checked twice: before opening,
+// to name what the file is and never open a device, and on the opened file,
+// since path may change between the two. Opening never blocks on a FIFO
+// (O_NONBLOCK) nor, with noLink, follows a link (O_NOFOLLOW) where the
+// system has them. Any line that is not an assignment, a comment or blank is
+// an error naming the line, because a value silently skipped is a setting
+// silently lost.
+func openEnvFile(path string, noLink bool) (*envFile, error) {
+	stat, flags := os.Stat, openFlags
+	if noLink {
+		stat, flags = os.Lstat, openFlags|openNoFollow
+	}
+	f := &envFile{path: path}
+	info, err := stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return f, nil
 	case err != nil:
 		return nil, fmt.Errorf("read env file: %w", err)
 	}
-	info, err := os.Stat(path)
+	if err := regularFile(path, info); err != nil {
+		return nil, err
+	}
+	file, err := os.OpenFile(path, os.O_RDONLY|flags, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read env file: %w", err)
 	}
-	f.exists, f.mode = true, info.Mode().Perm()
+	defer file.Close()
+	if info, err = file.Stat(); err != nil {
+		return nil, fmt.Errorf("read env file: %w", err)
+	}
+	if err := regularFile(path, info); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(file)
+	if err != nil {
+		return nil, fmt.Errorf("read env file: %w", err)
+	}
+	f.info = info
 	text := strings.TrimSuffix(string(data), "\n")
 	if text != "" {
 		f.lines = strings.Split(text, "\n")
@@ -54,6 +95,48 @@ func readEnvFile(path string) (*envFile, error) {
 		}
 	}
 	return f, nil
+}
+
+// regularFile returns nil if info is a regular file's, else an error that
+// names path, says what it is and what to pass instead.
+func regularFile(path string, info fs.FileInfo) error {
+	mode := info.Mode()
+	var kind string
+	switch {
+	case mode.IsRegular():
+		return nil
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(path)
+		if err != nil {
+			return fmt.Errorf("%s is a symbolic link, which sessionctl does not write through: pass the file it leads to", path)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		return fmt.Errorf("%s is a symbolic link to %s, which sessionctl does not write through (a link can lead to any file): pass the file itself, --env-file %s", path, target, target)
+	case mode.IsDir():
+		kind = "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		kind = "a named pipe (FIFO)"
+	case mode&fs.ModeDevice != 0:
+		kind = "a device"
+	case mode&fs.ModeSocket != 0:
+		kind = "a socket"
+	default:
+		kind = "a special file"
+	}
+	return fmt.Errorf("%s is %s, not a regular file: --env-file takes a KEY=VALUE file, or the path of one to create", path, kind)
+}
+
+// exists reports whether the file existed when it was read.
+func (f *envFile) exists() bool { return f.info != nil }
+
+// mode is the file's permission bits as read; 0600 for a new file.
+func (f *envFile) mode() fs.FileMode {
+	if f.info == nil {
+		return 0o600
+	}
+	return f.info.Mode().Perm()
 }
 
 // parseEnvLine returns the assignment on line, ok false for a comment or a
@@ -186,47 +269,55 @@ func quoteEnvValue(value string) string {
 	return `"` + r.Replace(value) + `"`
 }
 
-// write replaces the file atomically: a temporary file in the same
-// directory, with the original's mode (and, where the system has them, its
-// owner), renamed over it. A crash leaves the old file or the new one,
-// never half of either. A symbolic link is followed, so the link survives.
-func (f *envFile) write() error {
-	target := f.path
-	if resolved, err := filepath.EvalSymlinks(f.path); err == nil {
-		target = resolved
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".tmp-*")
+// write replaces the file atomically: it writes a temporary file in the
+// same directory, syncs it, renames it over the path and syncs the
+// directory. A crash leaves the old file or the new one, never half of
+// either, and the rename replaces the name itself, so nothing is ever
+// written into a file the path may have come to lead to since it was read.
+//
+// The new file has the original's owner (where files have owners) and its
+// mode without any permission for group or others: it holds the key to
+// every session. A looser original becomes 0600, a stricter one (0400)
+// stays as it was.
+func (f *envFile) write() (err error) {
+	dir := filepath.Dir(f.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write env file: %w", err)
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("write env file %s: %w (the file is replaced by a new one written beside it, so the directory %s must be writable)", f.path, err, dir)
+		}
+		return fmt.Errorf("write env file %s: %w", f.path, err)
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = fmt.Errorf("write env file %s: %w", f.path, err)
+		}
+	}()
+	if f.info != nil {
+		keepOwner(tmp, f.info)
+	}
+	if err := tmp.Chmod(f.mode() & 0o600); err != nil {
+		return err
+	}
 	text := strings.Join(f.lines, "\n")
 	if text != "" {
 		text += "\n"
 	}
-	if f.exists {
-		keepOwner(tmp, target)
-	}
-	if err := tmp.Chmod(f.mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write env file: %w", err)
-	}
 	if _, err := tmp.WriteString(text); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write env file: %w", err)
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write env file: %w", err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write env file: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
-		return fmt.Errorf("write env file: %w", err)
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return err
 	}
-	f.exists = true
-	return nil
+	return syncDir(dir)
 }
 
 // environment is what a subcommand reads its configuration from: the
@@ -246,7 +337,7 @@ func loadEnvironment(env func(string) (string, bool), envFile string) (environme
 	if err != nil {
 		return e, err
 	}
-	if !f.exists {
+	if !f.exists() {
 		return e, fmt.Errorf("env file %s does not exist: create it with \"sessionctl secret --env-file %s\", or leave out --env-file", envFile, envFile)
 	}
 	e.file = f

@@ -37,8 +37,10 @@ func runSecret(_ context.Context, args []string, _ func(string) (string, bool), 
 	fs := newFlags("secret", "[--env-file FILE [--rotate]]", `
 Prints a new SESSION_SECRET: 256 random bits, base64url-encoded.
 
-With --env-file, writes it into FILE instead (created with mode 0600 if
-missing), changing no other line. A SESSION_SECRET already in FILE is kept,
+With --env-file, writes it into FILE instead, changing no other line. FILE
+must be a regular file or missing (not a symbolic link, a device or a
+FIFO); it is replaced atomically by a new file with its owner and mode 0600,
+or its stricter mode, since it holds the secret. A SESSION_SECRET already in FILE is kept,
 unless it is too weak for production, in which case it is replaced. With
 --rotate the current secret is replaced and moved to the front of
 SESSION_SECRET_PREVIOUS, where it is still accepted: nobody is signed out,
@@ -57,7 +59,7 @@ request. The secret is never printed when it goes into a file.`)
 		fmt.Fprintln(stdout, secret)
 		return exitOK
 	}
-	f, err := readEnvFile(*envFile)
+	f, err := readEnvFileToReplace(*envFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "sessionctl secret: %v\n", err)
 		return exitFailed
@@ -102,14 +104,16 @@ SESSION_SECRET_PREVIOUS.`, *envFile, len(previous))
 		return exitFailed
 	}
 	fmt.Fprintln(stdout, message)
-	warnReadable(stdout, f)
+	if old := f.mode(); old&0o077 != 0 {
+		fmt.Fprintf(stdout, "%s was mode %04o, open to other users; it is now %04o, since it holds the key to every session.\nIf the app runs as another user, make that user the file's owner (chown) rather than opening the mode again.\n", f.path, old, old&0o600)
+	}
 	return exitOK
 }
 
-// warnReadable points out an env file other users may read: it holds the
-// key to every session.
+// warnReadable points out an env file other users may read, when the
+// command leaves it alone: it holds the key to every session.
 func warnReadable(w io.Writer, f *envFile) {
-	if f.mode&0o077 != 0 {
-		fmt.Fprintf(w, "Warning: %s is readable by other users (mode %04o): run \"chmod 600 %s\".\n", f.path, f.mode, f.path)
+	if mode := f.mode(); mode&0o077 != 0 {
+		fmt.Fprintf(w, "Warning: %s is readable by other users (mode %04o): run \"chmod 600 %s\".\n", f.path, mode, f.path)
 	}
 }

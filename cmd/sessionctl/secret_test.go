@@ -113,14 +113,19 @@ func TestSecretEnvFile(t *testing.T) {
 		}
 	})
 
-	t.Run("keeps other lines byte for byte, and the mode", func(t *testing.T) {
+	t.Run("keeps other lines byte for byte, and makes a readable file private", func(t *testing.T) {
 		t.Parallel()
-		path := filepath.Join(t.TempDir(), ".env")
+		dir := t.TempDir()
+		path := filepath.Join(dir, ".env")
 		before := "# production settings\n\nexport NODE_ENV=production\nDATABASE_URL='postgres://app:p#w@db:5432/app'  # primary\n"
 		if err := os.WriteFile(path, []byte(before), 0o640); err != nil {
 			t.Fatal(err)
 		}
-		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path); code != exitOK {
+		if err := os.Chmod(path, 0o640); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path)
+		if code != exitOK {
 			t.Fatalf("exit status %d: %s", code, stderr)
 		}
 		after, _ := os.ReadFile(path)
@@ -128,8 +133,64 @@ func TestSecretEnvFile(t *testing.T) {
 		if want := before + "SESSION_SECRET=" + secret + "\n"; string(after) != want {
 			t.Errorf("file is\n%s\nwant\n%s", after, want)
 		}
-		if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {
-			t.Errorf("mode %v, want 0640 kept", info.Mode().Perm())
+		if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+			t.Errorf("mode %v, want 0600: a file holding the secret must not stay group-readable", info.Mode().Perm())
+		}
+		if !strings.Contains(stdout, "was mode 0640") || !strings.Contains(stdout, "now 0600") {
+			t.Errorf("the change of mode is not reported:\n%s", stdout)
+		}
+		if names := dirNames(t, dir); len(names) != 1 {
+			t.Errorf("files left beside it: %v", names)
+		}
+	})
+
+	t.Run("keeps a stricter mode", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		os.WriteFile(path, []byte("NODE_ENV=production\n"), 0o400)
+		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path); code != exitOK {
+			t.Fatalf("exit status %d: %s", code, stderr)
+		}
+		if info, _ := os.Stat(path); info.Mode().Perm() != 0o400 {
+			t.Errorf("mode %v, want 0400 kept", info.Mode().Perm())
+		}
+	})
+
+	t.Run("refuses a symbolic link and leaves its target alone", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		path := filepath.Join(dir, ".env")
+		unrelated := filepath.Join(dir, "unrelated.conf")
+		before := "# not an env file of the app's\nA=1\n"
+		os.WriteFile(unrelated, []byte(before), 0o644)
+		if err := os.Symlink(unrelated, path); err != nil {
+			t.Skipf("cannot make a symbolic link here: %v", err)
+		}
+		_, stderr, code := sessionctl(t, nil, "secret", "--env-file", path)
+		after, _ := os.ReadFile(unrelated)
+		if code != exitFailed || string(after) != before {
+			t.Fatalf("exit %d, %s changed: %v", code, unrelated, string(after) != before)
+		}
+		if !strings.Contains(stderr, path+" is a symbolic link") || !strings.Contains(stderr, "--env-file "+unrelated) {
+			t.Errorf("stderr does not name the link and the fix:\n%s", stderr)
+		}
+		if info, err := os.Lstat(path); err != nil || info.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the link was replaced: %v, %v", info, err)
+		}
+		if names := dirNames(t, dir); len(names) != 2 {
+			t.Errorf("files left beside it: %v", names)
+		}
+	})
+
+	t.Run("refuses a directory", func(t *testing.T) {
+		t.Parallel()
+		path := t.TempDir()
+		_, stderr, code := sessionctl(t, nil, "secret", "--env-file", path)
+		if code != exitFailed || !strings.Contains(stderr, path+" is a directory, not a regular file") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+		if names := dirNames(t, path); len(names) != 0 {
+			t.Errorf("files left in it: %v", names)
 		}
 	})
 
@@ -159,15 +220,9 @@ func TestSecretEnvFile(t *testing.T) {
 
 	t.Run("rotation keeps every old secret accepted", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		path := filepath.Join(dir, ".env")
-		// Through a symbolic link, as with a deploy tool's shared file.
-		real := filepath.Join(dir, "shared.env")
+		path := filepath.Join(t.TempDir(), ".env")
 		first := newSecret()
-		os.WriteFile(real, []byte("SESSION_SECRET="+first+"\nOTHER=1\n"), 0o600)
-		if err := os.Symlink(real, path); err != nil {
-			t.Fatal(err)
-		}
+		os.WriteFile(path, []byte("SESSION_SECRET="+first+"\nOTHER=1\n"), 0o600)
 		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
 		second := envFileValue(t, path, "SESSION_SECRET")
 		if code != exitOK || second == first || envFileValue(t, path, "SESSION_SECRET_PREVIOUS") != first {
@@ -178,10 +233,7 @@ func TestSecretEnvFile(t *testing.T) {
 		if got, want := envFileValue(t, path, "SESSION_SECRET_PREVIOUS"), second+","+first; got != want {
 			t.Errorf("after two rotations SESSION_SECRET_PREVIOUS = %q, want %q", got, want)
 		}
-		if info, err := os.Lstat(path); err != nil || info.Mode()&os.ModeSymlink == 0 {
-			t.Errorf("the symbolic link was replaced by a file")
-		}
-		if envFileValue(t, real, "OTHER") != "1" {
+		if envFileValue(t, path, "OTHER") != "1" {
 			t.Errorf("OTHER was lost")
 		}
 	})
@@ -197,4 +249,18 @@ func TestSecretEnvFile(t *testing.T) {
 			t.Errorf("exit %d, stderr %q, file %q", code, stderr, after)
 		}
 	})
+}
+
+// dirNames lists dir, to catch temporary files left behind.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -19,9 +19,9 @@ type Cluster struct {
 }
 
 // NewCluster initialises and starts a cluster for t, deleted when the test
-// ends. It needs initdb and pg_ctl on the PATH; without them it skips the
-// test, or fails it under SESSION_REQUIRE_POSTGRES=1, as URL does. It
-// takes a couple of seconds.
+// ends. It needs initdb and pg_ctl, found as for the shared server; without
+// them it skips the test as URL does, which fails the package (see Main).
+// It takes a couple of seconds.
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	initdb, pgCtl, err := serverTools()

@@ -1,12 +1,22 @@
 // Package pgtest gives tests a real PostgreSQL server and a fresh schema per
 // test.
 //
-// The server is TEST_DATABASE_URL when set. Otherwise, if initdb and pg_ctl
-// are on the PATH, the first test that asks starts one throwaway cluster for
-// the whole test binary, in a temporary directory, on a free port of
-// 127.0.0.1; Main stops it. When neither is available the tests that need
-// PostgreSQL skip, unless SESSION_REQUIRE_POSTGRES=1, which makes them fail:
-// CI sets it so that a missing server never passes as green.
+// The server is TEST_DATABASE_URL when set. Otherwise the first test that
+// asks starts one throwaway cluster for the whole test binary, in a
+// temporary directory, on a free port of 127.0.0.1; Main stops it. The
+// cluster is made with the initdb and pg_ctl on the PATH or, when the PATH
+// has none, those of the newest version in /usr/lib/postgresql/VERSION/bin
+// (where Debian and Ubuntu keep them, off the PATH), or of
+// /usr/local/pgsql/bin (a build from source).
+//
+// Without a server the tests that need one skip, and Main then makes the
+// package FAIL, printing how many tests skipped, why, and the fix. A skip
+// must fail because nothing else would be seen: in package-list mode
+// ("go test ./..."), go test prints a single "ok" line for a package that
+// passes and discards everything its test binary wrote, to stdout or stderr
+// alike; only a failing package's output is shown. Setting
+// SESSION_ALLOW_NO_POSTGRES=1 lets such a package pass, for a machine
+// meant to run the other tests only.
 //
 // Every package that uses pgtest runs its tests through Main:
 //
@@ -14,21 +24,20 @@
 package pgtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,8 +53,17 @@ var (
 	admin      *pgxpool.Pool
 )
 
+// noServer counts the tests skipped for want of PostgreSQL, for Main.
+var noServer struct {
+	sync.Mutex
+	skipped int
+	reason  error // the first skip's
+}
+
 // Main runs the tests and stops the throwaway cluster, if one was started,
-// before the binary exits.
+// before the binary exits. If any test skipped for want of PostgreSQL, it
+// makes the package fail (see the package documentation for why) unless
+// SESSION_ALLOW_NO_POSTGRES=1.
 func Main(m *testing.M) {
 	code := m.Run()
 	if admin != nil {
@@ -56,21 +74,34 @@ func Main(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
 	}
+	noServer.Lock()
+	skipped, reason := noServer.skipped, noServer.reason
+	noServer.Unlock()
+	if skipped > 0 {
+		tests := "tests"
+		if skipped == 1 {
+			tests = "test"
+		}
+		if os.Getenv("SESSION_ALLOW_NO_POSTGRES") == "1" {
+			fmt.Fprintf(os.Stderr, "pgtest: %d %s skipped for want of PostgreSQL (%v); passing anyway, as SESSION_ALLOW_NO_POSTGRES=1 asks\n", skipped, tests, reason)
+		} else {
+			fmt.Fprintf(os.Stderr, "pgtest: FAIL: %d %s skipped for want of PostgreSQL: %v\n"+
+				"pgtest: a skip fails the package, since \"go test ./...\" would show a passing package as \"ok\" and nothing else.\n"+
+				"pgtest: to let it pass without PostgreSQL, set SESSION_ALLOW_NO_POSTGRES=1.\n", skipped, tests, reason)
+			code = max(code, 1)
+		}
+	}
 	os.Exit(code)
 }
 
 // URL returns the URL of the test server, starting it on first use. It skips
-// the test, or fails it under SESSION_REQUIRE_POSTGRES=1, when no server can
-// be had.
+// the test when no server can be had, which makes Main fail the package.
 func URL(t testing.TB) string {
 	t.Helper()
 	serverOnce.Do(func() {
 		serverURL, serverErr = findServer()
 		if serverErr == nil {
 			admin, serverErr = pgxpool.New(context.Background(), serverURL)
-		}
-		if serverErr != nil {
-			fmt.Fprintf(os.Stderr, "\n*** pgtest: NO POSTGRESQL: %v: tests that need it are skipped ***\n\n", serverErr)
 		}
 	})
 	if serverErr != nil {
@@ -79,24 +110,79 @@ func URL(t testing.TB) string {
 	return serverURL
 }
 
-// unavailable skips t, or fails it under SESSION_REQUIRE_POSTGRES=1, for
-// want of the PostgreSQL that err says it cannot have.
+// unavailable skips t for want of the PostgreSQL that err says it cannot
+// have, and counts the skip for Main.
 func unavailable(t testing.TB, err error) {
 	t.Helper()
-	if os.Getenv("SESSION_REQUIRE_POSTGRES") == "1" {
-		t.Fatalf("SESSION_REQUIRE_POSTGRES=1 but %v", err)
+	noServer.Lock()
+	noServer.skipped++
+	if noServer.reason == nil {
+		noServer.reason = err
 	}
+	noServer.Unlock()
 	t.Skipf("no PostgreSQL: %v", err)
 }
 
-// serverTools finds initdb and pg_ctl on the PATH.
+// serverToolDirs are where serverTools looks when initdb and pg_ctl are not
+// on the PATH: Debian and Ubuntu keep each installed major version's in
+// /usr/lib/postgresql/VERSION/bin, and a build from source installs into
+// /usr/local/pgsql/bin. Of several directories a pattern matches, the one
+// with the highest version comes first.
+var serverToolDirs = []string{"/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin"}
+
+// serverTools finds initdb and pg_ctl: on the PATH, else both in one of
+// serverToolDirs, so that the two are of the same version.
 func serverTools() (initdb, pgCtl string, err error) {
 	initdb, err1 := exec.LookPath("initdb")
 	pgCtl, err2 := exec.LookPath("pg_ctl")
-	if err1 != nil || err2 != nil {
-		return "", "", errors.New("initdb or pg_ctl is not on the PATH")
+	if err1 == nil && err2 == nil {
+		return initdb, pgCtl, nil
 	}
-	return initdb, pgCtl, nil
+	for _, pattern := range serverToolDirs {
+		// The patterns are well-formed, so Glob's only error cannot happen.
+		dirs, _ := filepath.Glob(pattern)
+		slices.SortFunc(dirs, newestFirst)
+		for _, dir := range dirs {
+			initdb, err1 := exec.LookPath(filepath.Join(dir, "initdb"))
+			pgCtl, err2 := exec.LookPath(filepath.Join(dir, "pg_ctl"))
+			if err1 == nil && err2 == nil {
+				return initdb, pgCtl, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("initdb and pg_ctl are in none of: %s", strings.Join(append([]string{"the PATH"}, serverToolDirs...), ", "))
+}
+
+// newestFirst orders paths that differ by a version number, highest first:
+// runs of digits compare as numbers, so .../15/bin comes before .../9.6/bin.
+func newestFirst(a, b string) int {
+	for a != "" && b != "" {
+		da, db := leadingDigits(a), leadingDigits(b)
+		if da == "" || db == "" {
+			if a[0] != b[0] {
+				return cmp.Compare(b[0], a[0])
+			}
+			a, b = a[1:], b[1:]
+			continue
+		}
+		na, nb := strings.TrimLeft(da, "0"), strings.TrimLeft(db, "0")
+		if c := cmp.Compare(len(nb), len(na)); c != 0 {
+			return c
+		}
+		if c := strings.Compare(nb, na); c != 0 {
+			return c
+		}
+		a, b = a[len(da):], b[len(db):]
+	}
+	return cmp.Compare(len(b), len(a))
+}
+
+func leadingDigits(s string) string {
+	i := 0
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
 }
 
 // Pool returns a new pool on the test server, closed when the test ends.
@@ -189,7 +275,7 @@ type localCluster struct {
 	dir   string
 	pgCtl string
 	url   string
-	cred  *syscall.Credential
+	user  clusterUser
 }
 
 // startCluster initialises a cluster and starts it, without durability.
@@ -210,26 +296,18 @@ func startCluster(initdb, pgCtl string) (*localCluster, error) {
 	return c, nil
 }
 
-// initCluster makes a cluster's directory, records this process as its
-// owner, picks a free port and runs initdb. PostgreSQL refuses to run as
-// root, so as root the cluster is run as the "postgres" user if there is
-// one, else as "nobody", owning the directory. On failure it leaves
-// nothing behind.
+// initCluster makes a cluster's directory, gives it to the user the cluster
+// runs as (see userFor), records this process as its owner, picks a free
+// port and runs initdb. On failure it leaves nothing behind.
 func initCluster(initdb, pgCtl string) (*localCluster, int, error) {
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return nil, 0, err
 	}
 	c := &localCluster{dir: dir, pgCtl: pgCtl}
-	if os.Geteuid() == 0 {
-		c.cred, err = unprivileged()
-		if err == nil {
-			err = os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid))
-		}
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, 0, fmt.Errorf("running as root and %w", err)
-		}
+	if c.user, err = userFor(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, 0, err
 	}
 	// The owner file lets reapOrphans stop this cluster if the test binary
 	// dies before its cleanup runs.
@@ -279,10 +357,10 @@ func (c *localCluster) reapOrphans() {
 			continue // being set up right now, or not ours
 		}
 		pid, err := strconv.Atoi(string(owner))
-		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+		if err != nil || !processExited(pid) {
 			continue
 		}
-		orphan := &localCluster{dir: dir, pgCtl: c.pgCtl, cred: c.cred}
+		orphan := &localCluster{dir: dir, pgCtl: c.pgCtl, user: c.user}
 		// Best effort: pg_ctl fails when the server is already gone, and
 		// the directory is removed either way.
 		_ = orphan.stop()
@@ -297,31 +375,12 @@ func (c *localCluster) stop() error {
 func (c *localCluster) run(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = c.dir
-	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-		cmd.Env = append(os.Environ(), "HOME="+c.dir)
-	}
+	c.user.apply(cmd, c.dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), args[len(args)-1], err, out)
 	}
 	return nil
-}
-
-func unprivileged() (*syscall.Credential, error) {
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-	}
-	return nil, fmt.Errorf("there is no \"postgres\" or \"nobody\" user to run PostgreSQL as")
 }
 
 func freePort() (int, error) {

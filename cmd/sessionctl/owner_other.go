@@ -1,8 +1,0 @@
-//go:build !unix
-
-package main
-
-import "os"
-
-// keepOwner does nothing where files have no Unix owner.
-func keepOwner(*os.File, string) {}
