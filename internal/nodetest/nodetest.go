@@ -41,10 +41,6 @@ type App struct {
 // URL is the app's base URL, such as "http://127.0.0.1:41609".
 func (a *App) URL() string { return a.url }
 
-// Stderr is what the app has written to its standard error so far (its
-// errors and Node's warnings), for a test's failure message.
-func (a *App) Stderr() string { return a.stderr.String() }
-
 // Require skips t, or fails it under SESSION_REQUIRE_NODE=1, when node or
 // the app's installed packages are missing, and returns the app's
 // directory otherwise.
@@ -139,8 +135,8 @@ func StartExpressApp(t testing.TB, env map[string]string) *App {
 		// once the killed group no longer holds the pipe open.
 		<-done
 		cmd.Wait()
-		if t.Failed() {
-			t.Logf("express-legacy stderr:\n%s", app.stderr.String())
+		if stderr := app.stderr.String(); t.Failed() && stderr != "" {
+			t.Logf("express-legacy stderr:\n%s", stderr)
 		}
 	})
 
