@@ -324,3 +324,39 @@ func (s expressSession) expiry(rowExpire time.Time) time.Time {
 	}
 	return rowExpire
 }
+
+// expressRowQuery loads a live connect-pg-simple row by sid ($1), with its
+// expire column as an instant. The table (%s) is the quoted, optionally
+// schema-qualified name. $2 is the Node app's PostgreSQL TimeZone, which
+// the import must be configured with (such as "Etc/UTC" or
+// "America/New_York").
+//
+// Why $2: expire is a timestamp WITHOUT time zone. connect-pg-simple 10
+// writes it as to_timestamp(n), n the expiry in Unix seconds rounded up
+// (from sess.cookie.expires, or now plus its ttl for a browser-session
+// cookie), and PostgreSQL stores that instant as wall-clock time in the
+// TimeZone of the Node app's own connection. node-postgres sends no
+// TimeZone when it connects, so that zone is the default of the app's
+// role and database (ALTER ROLE / ALTER DATABASE ... SET TimeZone, else
+// the server's timezone setting), unless the app's connection options
+// (options= in its DATABASE_URL, or PGOPTIONS) set one. To find it, run
+// SHOW TimeZone in psql connected as the app connects, with PGTZ unset.
+// The Node process's own TZ plays no part: to_timestamp receives seconds,
+// not a local date.
+//
+// So the import must not read expire as UTC (pgx scans a timestamp's
+// wall-clock time as UTC), nor through its own connection's TimeZone,
+// which pgx also takes from PGTZ and from timezone= in the URL, where
+// node-postgres takes neither: "expire AT TIME ZONE $2" is the instant
+// whatever the Go connection's TimeZone, and the liveness check is
+// connect-pg-simple's own (expire >= now) in those terms. In a zone with
+// daylight saving time the repeated hour of the autumn change is
+// ambiguous: PostgreSQL reads it as the later instant, so a row expiring
+// in it lives up to an hour longer, never shorter.
+//
+// express_node_test.go checks each of these statements against the real
+// app: Node under TZ=UTC and TZ=America/New_York; PostgreSQL zones set by
+// PGOPTIONS, by options= in the URL and by ALTER ROLE; a Go connection in
+// a zone of its own; and rows an hour either side of expiry, on which the
+// query and express agree.
+const expressRowQuery = `SELECT sess, expire AT TIME ZONE $2 FROM %s WHERE sid = $1 AND expire AT TIME ZONE $2 >= now()`
