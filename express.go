@@ -33,11 +33,14 @@ const maxExpressCookie = 4096
 // have signed it, as express verifies with all of its secrets.
 //
 // Anything else is ok == false, never a panic: the request has no express
-// session. Two deliberate differences from express, for values express
-// never writes: a malformed %-escape, or a raw byte outside printable
-// ASCII, is refused here, where express would fall back to the raw text
-// (and Node would read raw bytes as Latin-1); and an empty secret verifies
-// nothing, since anyone can sign with it.
+// session. It refuses some values express would accept, none of which
+// express itself ever issues: values over maxExpressCookie; a malformed
+// %-escape, or escapes that decode to invalid UTF-8, where express falls
+// back to verifying the undecoded text; raw bytes outside printable ASCII,
+// which Node reads as Latin-1 (so a raw UTF-8 value fails in express too);
+// and any cookie signed with an empty secret, since anyone can sign with
+// it. express_node_test.go sends such values to express to hold both
+// sides to this.
 func verifyExpressCookie(value string, secrets []string) (sid string, ok bool) {
 	if len(value) > maxExpressCookie {
 		return "", false
