@@ -109,8 +109,8 @@ func newCookieCodec(name string, lifetime time.Duration, secret string, previous
 	return c, nil
 }
 
-// encode signs token with the current secret.
-func (c *cookieCodec) encode(token string) (string, error) {
+// sign signs token with the current secret.
+func (c *cookieCodec) sign(token string) (string, error) {
 	v, err := c.codecs[0].Encode(c.name, []byte(token))
 	if err != nil {
 		return "", fmt.Errorf("session: signing cookie: %w", err)
@@ -118,11 +118,11 @@ func (c *cookieCodec) encode(token string) (string, error) {
 	return v, nil
 }
 
-// decode verifies a cookie value and returns its token. rotated is true when
+// tokenOf verifies a cookie value and returns its token. rotated is true when
 // a previous secret verified it, so the caller re-issues it signed with the
 // current one. Anything that does not verify, for whatever reason, is ok ==
 // false: the request simply has no session.
-func (c *cookieCodec) decode(value string) (token string, rotated bool, ok bool) {
+func (c *cookieCodec) tokenOf(value string) (token string, rotated bool, ok bool) {
 	now := c.now()
 	c.mu.RLock()
 	v, hit := c.verified[value]
@@ -182,7 +182,7 @@ func (c *cookieCodec) tokenFrom(r *http.Request) (presented credential, refused 
 		if i == maxCookiesTried {
 			break
 		}
-		if token, rotated, ok := c.decode(ck.Value); ok {
+		if token, rotated, ok := c.tokenOf(ck.Value); ok {
 			return credential{token: token, rotated: rotated}, false
 		}
 	}

@@ -75,7 +75,7 @@ func TestStoreKey(t *testing.T) {
 		if key == token || strings.Contains(key, token) {
 			t.Fatalf("storeKey(%q) reveals the token", token)
 		}
-		value, err := codec.encode(token)
+		value, err := codec.sign(token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,11 +117,11 @@ func TestCookieCodec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			value, err := tt.signer.encode(token)
+			value, err := tt.signer.sign(token)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, rotated, ok := reader.decode(value)
+			got, rotated, ok := reader.tokenOf(value)
 			if ok != tt.wantOK || rotated != tt.wantRotated || (ok && got != token) {
 				t.Errorf("decode = %q, rotated %v, ok %v; want ok %v, rotated %v", got, rotated, ok, tt.wantOK, tt.wantRotated)
 			}
@@ -183,7 +183,7 @@ func TestCookieTimestamp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, ok := m.codec.decode(tt.value)
+			_, _, ok := m.codec.tokenOf(tt.value)
 			if ok != (tt.want != "") {
 				t.Errorf("decode ok = %v, want %v", ok, tt.want != "")
 			}
@@ -256,7 +256,7 @@ func FuzzCookieDecode(f *testing.F) {
 		for j, c := range []*cookieCodec{codec, oldCodec} {
 			sum := sha256.Sum256(fmt.Appendf(nil, "fuzz token %d/%d", i, j))
 			token := base64.RawURLEncoding.EncodeToString(sum[:])
-			value, err := c.encode(token)
+			value, err := c.sign(token)
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -273,7 +273,7 @@ func FuzzCookieDecode(f *testing.F) {
 	f.Add(strings.Repeat("A", 5000))
 	f.Add(base64.URLEncoding.EncodeToString([]byte("1|" + base64.URLEncoding.EncodeToString([]byte(newToken())) + "|")))
 	f.Fuzz(func(t *testing.T, value string) {
-		token, _, ok := codec.decode(value)
+		token, _, ok := codec.tokenOf(value)
 		if !ok {
 			if token != "" {
 				t.Fatalf("decode(%q) failed but returned token %q", value, token)
@@ -302,15 +302,15 @@ func TestVerifiedCookieCache(t *testing.T) {
 	now := time.Now()
 	codec.now = func() time.Time { return now }
 	token := newToken()
-	value, err := codec.encode(token)
+	value, err := codec.sign(token)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	if _, _, ok := codec.decode(value[:len(value)-2]); ok || len(codec.verified) != 0 {
+	if _, _, ok := codec.tokenOf(value[:len(value)-2]); ok || len(codec.verified) != 0 {
 		t.Fatalf("a value that does not verify was accepted or cached (%d entries)", len(codec.verified))
 	}
-	if got, _, ok := codec.decode(value); !ok || got != token {
+	if got, _, ok := codec.tokenOf(value); !ok || got != token {
 		t.Fatalf("decode = %q, %v; want the token", got, ok)
 	}
 	if v, ok := codec.verified[value]; !ok || v.token != token || !v.until.Equal(now.Add(verifiedCacheTTL)) {
@@ -320,20 +320,20 @@ func TestVerifiedCookieCache(t *testing.T) {
 	// A cached entry past its TTL is verified afresh, not trusted: with the
 	// entry poisoned, only a real verification returns the right token.
 	codec.verified[value] = verifiedCookie{token: "poisoned", until: now.Add(verifiedCacheTTL)}
-	if got, _, _ := codec.decode(value); got != "poisoned" {
+	if got, _, _ := codec.tokenOf(value); got != "poisoned" {
 		t.Fatalf("within its TTL the cached entry was not used (got %q)", got)
 	}
 	now = now.Add(verifiedCacheTTL)
-	if got, _, ok := codec.decode(value); !ok || got != token {
+	if got, _, ok := codec.tokenOf(value); !ok || got != token {
 		t.Fatalf("after the TTL decode = %q, %v; want the token verified again", got, ok)
 	}
 
 	for range verifiedCacheSize + 10 {
-		v, err := codec.encode(newToken())
+		v, err := codec.sign(newToken())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, ok := codec.decode(v); !ok {
+		if _, _, ok := codec.tokenOf(v); !ok {
 			t.Fatal("a fresh cookie does not verify")
 		}
 	}

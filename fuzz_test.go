@@ -173,7 +173,7 @@ func FuzzStoredValue(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_, err := store.Update(t.Context(), key, func(rec *session.Record) error {
+		_, err := store.Modify(t.Context(), key, func(rec *session.Record) error {
 			rec.Values = map[string]json.RawMessage{"ok": json.RawMessage(`1`), "k": raw, "__flash": raw}
 			return nil
 		})

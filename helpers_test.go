@@ -15,6 +15,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -22,9 +23,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/pgtest"
@@ -289,25 +292,25 @@ func (s *spyStore) Rekey(ctx context.Context, oldKey, newKey string, change sess
 	return s.Store.Rekey(ctx, oldKey, newKey, change, fresh)
 }
 
-func (s *spyStore) Update(ctx context.Context, key string, fn func(*session.Record) error) (*session.Record, error) {
-	if err := s.call("Update"); err != nil {
+func (s *spyStore) Modify(ctx context.Context, key string, fn func(*session.Record) error) (*session.Record, error) {
+	if err := s.call("Modify"); err != nil {
 		return nil, err
 	}
-	return s.Store.Update(ctx, key, fn)
+	return s.Store.Modify(ctx, key, fn)
 }
 
-func (s *spyStore) Delete(ctx context.Context, key string) (*session.Info, error) {
-	if err := s.call("Delete"); err != nil {
+func (s *spyStore) Destroy(ctx context.Context, key string) (*session.Info, error) {
+	if err := s.call("Destroy"); err != nil {
 		return nil, err
 	}
-	return s.Store.Delete(ctx, key)
+	return s.Store.Destroy(ctx, key)
 }
 
-func (s *spyStore) DeleteUser(ctx context.Context, userID, keep string) ([]session.Info, error) {
-	if err := s.call("DeleteUser"); err != nil {
+func (s *spyStore) DestroyUser(ctx context.Context, userID, keep string) ([]session.Info, error) {
+	if err := s.call("DestroyUser"); err != nil {
 		return nil, err
 	}
-	return s.Store.(session.UserIndex).DeleteUser(ctx, userID, keep)
+	return s.Store.(session.UserIndex).DestroyUser(ctx, userID, keep)
 }
 
 func (s *spyStore) ListUser(ctx context.Context, userID string) ([]session.Info, error) {
@@ -600,17 +603,28 @@ func browser(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar, Transport: &http.Transport{}}
 }
 
-// waitFor polls cond, which asks the database or the network something, until
-// it holds or the deadline passes.
+// waitFor polls cond, which asks the database, the network or the runtime
+// something, until it holds, and fails the test if it does not within the
+// deadline.
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
+	if !poll(within, cond) {
+		t.Fatalf("after %v: still waiting for %s", within, what)
+	}
+}
+
+// poll calls cond until it holds or within passes, and reports whether it
+// held: the one polling loop of the tests, for conditions no channel can
+// signal.
+func poll(within time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", within, what)
+			return false
 		}
-		time.Sleep(10 * time.Millisecond) // polling the database, not ordering goroutines
+		time.Sleep(10 * time.Millisecond) // polling something outside the test, not ordering goroutines
 	}
+	return true
 }
 
 // noConnectionsHeld waits until the pool has every connection back.
@@ -729,3 +743,82 @@ func newPostgresStore(t testing.TB, opts session.PostgresOptions) *session.Postg
 
 // defaultLifetime is Config.Lifetime's documented default.
 const defaultLifetime = 14 * 24 * time.Hour
+
+// chain returns err and everything it wraps.
+func chain(err error) []error {
+	out := []error{err}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if inner := u.Unwrap(); inner != nil {
+			out = append(out, chain(inner)...)
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range u.Unwrap() {
+			out = append(out, chain(inner)...)
+		}
+	}
+	return out
+}
+
+// closedPort returns a port on 127.0.0.1 that nothing listens on.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// statementCounter is a pgx tracer counting the statements sent, by their
+// first word.
+type statementCounter struct{ selects, inserts, updates, deletes atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	switch verb, _, _ := strings.Cut(strings.TrimSpace(data.SQL), " "); verb {
+	case "SELECT":
+		c.selects.Add(1)
+	case "INSERT":
+		c.inserts.Add(1)
+	case "UPDATE":
+		c.updates.Add(1)
+	case "DELETE":
+		c.deletes.Add(1)
+	}
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) total() int64 {
+	return c.selects.Load() + c.inserts.Load() + c.updates.Load() + c.deletes.Load()
+}
+
+// countedStore returns a store whose pool counts statements, counting from
+// zero once the store is ready.
+func countedStore(t *testing.T, opts session.PostgresOptions) (*session.PostgresStore, *statementCounter) {
+	t.Helper()
+	counter := &statementCounter{}
+	cfg := pgtest.Config(t, pgtest.URL(t))
+	cfg.ConnConfig.Tracer = counter
+	opts.Table = pgtest.Schema(t)
+	s, err := session.NewPostgresStore(t.Context(), pgtest.NewPool(t, cfg), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*counter = statementCounter{}
+	return s, counter
+}
+
+// insertExpired stores n records whose deadline passed an hour ago.
+func insertExpired(t *testing.T, s session.Store, n int) {
+	t.Helper()
+	hourAgo := time.Now().Add(-time.Hour)
+	for i := range n {
+		rec := &session.Record{Created: hourAgo.Add(-time.Hour), Expiry: hourAgo}
+		if err := s.Insert(t.Context(), fmt.Sprintf("expired-%d", i), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -139,7 +139,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 	}
 	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	ended, err := m.users.DeleteUser(ctx, userID, "")
+	ended, err := m.users.DestroyUser(ctx, userID, "")
 	if err != nil {
 		return 0, fmt.Errorf("session: revoking sessions of a user: %w", err)
 	}
@@ -150,7 +150,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 func (m *Manager) RevokeSession(ctx context.Context, key string) error {
 	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	if _, err := m.store.Delete(ctx, key); err != nil {
+	if _, err := m.store.Destroy(ctx, key); err != nil {
 		return fmt.Errorf("session: revoking a session: %w", err)
 	}
 	return nil

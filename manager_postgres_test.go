@@ -300,19 +300,14 @@ func TestPostgresOutageIs503AndRecovers(t *testing.T) {
 	}
 
 	proxy.Restore()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, body := fetch(t, c, srv+"/visit")
-		if resp.StatusCode == http.StatusOK {
-			if body != "2" {
-				t.Errorf("after recovery visits=%s; want 2 (the write before the outage kept, none during it)", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %d after the database came back", resp.StatusCode)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the network, not ordering goroutines
+	var body string
+	waitFor(t, "a 200 after the database came back", 15*time.Second, func() bool {
+		var resp *http.Response
+		resp, body = fetch(t, c, srv+"/visit")
+		return resp.StatusCode == http.StatusOK
+	})
+	if body != "2" {
+		t.Errorf("after recovery visits=%s; want 2 (the write before the outage kept, none during it)", body)
 	}
 }
 
@@ -351,21 +346,14 @@ func TestPostgresManagerPrunes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	var rows int
-	for {
+	waitFor(t, "the prune loop to remove the 5 expired rows and keep the live one", 10*time.Second, func() bool {
+		var rows int
 		if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
-		if rows == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // waiting on the prune loop's database work
-	}
+		return rows == 1
+	})
 	m.Close()
-	if rows != 1 {
-		t.Fatalf("%d rows left; the prune loop should have removed the 5 expired and kept the live one", rows)
-	}
 	if _, err := store.Load(t.Context(), "live"); err != nil {
 		t.Errorf("the live session was pruned: %v", err)
 	}

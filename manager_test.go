@@ -238,7 +238,7 @@ func TestTouchThrottling(t *testing.T) {
 	ts.clock.Advance(2 * time.Second) // 3m01s since the write
 	ts.store.counts()
 	resp, _ := fetchOK(t, c, ts.URL+"/read")
-	if got := ts.store.counts(); got["Touch"] != 1 || got["Apply"]+got["Update"]+got["Insert"] != 0 {
+	if got := ts.store.counts(); got["Touch"] != 1 || got["Apply"]+got["Modify"]+got["Insert"] != 0 {
 		t.Errorf("read after the touch interval: store calls %v, want exactly one Touch", got)
 	}
 	ck := setCookie(resp, "session")

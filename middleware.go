@@ -99,7 +99,7 @@ func (m *Manager) save(h http.Header, st *sessionState) error {
 	case c.expire:
 		h.Add("Set-Cookie", m.cookies.expired().String())
 	case c.send:
-		value, err := m.codec.encode(c.token)
+		value, err := m.codec.sign(c.token)
 		if err != nil {
 			return err
 		}

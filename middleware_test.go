@@ -346,3 +346,100 @@ func TestErrAloneKeepsTheErrorHandler(t *testing.T) {
 		t.Errorf("status %d, body %q; want the error handler's 503", resp.StatusCode, body)
 	}
 }
+
+// TestHijackSavesFirst: a handler that changes its session and then takes
+// the connection over (a WebSocket upgrade through Hijack) has its change
+// saved before it gets the connection; a failed save refuses the hijack,
+// so the handler never writes to a connection whose session was lost.
+func TestHijackSavesFirst(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle("/", appHandler())
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.FromContext(r.Context()).Set("visits", 7); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return // the error handler has answered
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		buf.Flush()
+	})
+	ts := startServer(t, serverSetup{}, mux)
+	c := ts.client(t)
+	fetchOK(t, c, ts.URL+"/read")
+	fetchOK(t, c, ts.URL+"/visit") // a stored session, whose cookie the jar holds
+	if _, body := fetchOK(t, c, ts.URL+"/hijack"); body != "hijacked" {
+		t.Fatalf("hijacked response = %q", body)
+	}
+	if _, body := fetchOK(t, c, ts.URL+"/read"); body != "7" {
+		t.Errorf("visits after the hijack = %s; want 7: the change was not saved before the connection was handed over", body)
+	}
+
+	ts.store.failWith(func(string) error { return session.ErrUnavailable })
+	resp, body := fetch(t, c, ts.URL+"/hijack")
+	if resp.StatusCode != http.StatusServiceUnavailable || body == "hijacked" {
+		t.Errorf("hijack after a failed save: status %d, body %q; want the error handler's 503", resp.StatusCode, body)
+	}
+}
+
+// TestBeginSaveOnAHandshake uses the seam the way a WebSocket upgrade
+// does: the handler attaches the session with Begin, signs the user in,
+// saves with Save, then writes the 101 response itself on the hijacked
+// connection, headers included. The cookie rides on the handshake, which
+// Handler's Hijack cannot do, and the next request is signed in.
+func TestBeginSaveOnAHandshake(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, serverSetup{}, appHandler())
+	m := ts.manager
+	upgrade := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = m.Begin(r)
+		s := session.FromContext(r.Context())
+		if err := errors.Join(s.Renew(), s.SetUser("ada")); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := m.Save(w, r); err != nil {
+			session.DefaultErrorHandler(w, r, err)
+			return
+		}
+		if err := session.FromContext(r.Context()).SetUser("grace"); !errors.Is(err, session.ErrCommitted) {
+			t.Errorf("SetUser after Save = %v; want ErrCommitted", err)
+		}
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: example\r\nConnection: Upgrade\r\n")
+		w.Header().Write(buf)
+		buf.WriteString("\r\n")
+		buf.Flush()
+	}))
+	t.Cleanup(upgrade.Close)
+	c := ts.client(t)
+	req, err := http.NewRequest("GET", upgrade.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "example")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols || setCookie(resp, "session") == nil {
+		t.Fatalf("handshake: status %d, Set-Cookie %q; want 101 with the session cookie", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	if _, who := fetchOK(t, c, ts.URL+"/whoami"); who != "ada" {
+		t.Errorf("after the handshake the session belongs to %q; want ada", who)
+	}
+	if err := m.Save(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)); err == nil {
+		t.Error("Save of a request Begin never saw succeeded")
+	}
+}

@@ -11,7 +11,7 @@ import (
 // TokenOfCookie returns the token a cookie value carries, for the external
 // tests that check where tokens may and may not appear.
 func TokenOfCookie(m *Manager, value string) (string, bool) {
-	token, _, ok := m.codec.decode(value)
+	token, _, ok := m.codec.tokenOf(value)
 	return token, ok
 }
 

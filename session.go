@@ -12,15 +12,8 @@ import (
 	"time"
 )
 
-// Errors a handler may see from a Session.
-var (
-	// ErrNoValue is returned for a key the session does not hold.
-	ErrNoValue = errors.New("session: no value for key")
-	// ErrCommitted is returned by methods that change the session, and by
-	// Flashes, once the response's headers have left: the change could no
-	// longer be saved.
-	ErrCommitted = errors.New("session: response already sent, change not saved: change the session before writing the response")
-)
+// ErrNoValue is returned for a key the session does not hold.
+var ErrNoValue = errors.New("session: no value for key")
 
 // flashKey holds flash messages; Keys does not list it.
 const flashKey = "__flash"
@@ -99,11 +92,11 @@ func Value[T any](s *Session, key string) (T, error) {
 	if err := s.read(s.ctx); err != nil {
 		return v, err
 	}
-	return v, decode(s.values, key, &v)
+	return v, decodeValue(s.values, key, &v)
 }
 
-// decode unmarshals values[key] into dst.
-func decode(values map[string]json.RawMessage, key string, dst any) error {
+// decodeValue unmarshals values[key] into dst.
+func decodeValue(values map[string]json.RawMessage, key string, dst any) error {
 	raw, ok := values[key]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrNoValue, key)
@@ -133,7 +126,7 @@ func (e *decodeError) Unwrap() error { return e.err }
 // PostgreSQL cannot store), or when the session is known to exceed
 // Config.MaxSize; the store checks the cap again when it saves.
 func (s *Session) Set(key string, value any) error {
-	raw, err := encode(key, value)
+	raw, err := encodeValue(key, value)
 	if err != nil {
 		return err
 	}
@@ -149,8 +142,8 @@ func (s *Session) Set(key string, value any) error {
 	return nil
 }
 
-// encode marshals value for key, refusing what no store can keep.
-func encode(key string, value any) (json.RawMessage, error) {
+// encodeValue marshals value for key, refusing what no store can keep.
+func encodeValue(key string, value any) (json.RawMessage, error) {
 	raw, err := json.Marshal(value)
 	if err != nil {
 		return nil, fmt.Errorf("session: value %q does not marshal to JSON: %w", key, err)
@@ -199,7 +192,7 @@ func Pop[T any](s *Session, key string) (T, error) {
 	if err := s.change(s.ctx); err != nil {
 		return v, err
 	}
-	if err := decode(s.values, key, &v); err != nil {
+	if err := decodeValue(s.values, key, &v); err != nil {
 		return v, err
 	}
 	s.delete(key)
@@ -240,7 +233,7 @@ func (s *Session) AddFlash(message string) error {
 	if raw, ok := s.values[flashKey]; ok {
 		_ = json.Unmarshal(raw, &flashes) // a corrupt queue is replaced
 	}
-	raw, err := encode(flashKey, append(flashes, message))
+	raw, err := encodeValue(flashKey, append(flashes, message))
 	if err != nil {
 		return err
 	}
@@ -270,13 +263,19 @@ func (s *Session) Flashes() ([]string, error) {
 // Manager.RevokeUser can end all of that user's sessions. Call it at
 // sign-in, together with Renew.
 func (s *Session) SetUser(userID string) error {
+	return setMetadata(s, &s.pending.UserID, s.userID, userID)
+}
+
+// setMetadata makes v the pending value of one metadata field, when it
+// differs from the field's current value.
+func setMetadata[T comparable](s *Session, pending **T, current func() T, v T) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return err
 	}
-	if userID != s.userID() {
-		s.pending.UserID = &userID
+	if v != current() {
+		*pending = &v
 	}
 	return nil
 }
@@ -295,15 +294,7 @@ func (s *Session) UserID() (string, error) {
 // restarts until the session expires (the default), and a browser-session
 // cookie, dropped when the browser closes.
 func (s *Session) SetRememberMe(remember bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.change(s.ctx); err != nil {
-		return err
-	}
-	if remember != s.persistent() {
-		s.pending.Persistent = &remember
-	}
-	return nil
+	return setMetadata(s, &s.pending.Persistent, s.persistent, remember)
 }
 
 // Deadline returns when the session will expire if nothing else happens:
@@ -358,7 +349,7 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 	limit := s.b.cfg.MaxSize
 	err := s.update(s.ctx, func(rec *Record) error {
 		var current T
-		err := decode(rec.Values, key, &current)
+		err := decodeValue(rec.Values, key, &current)
 		if err != nil && !errors.Is(err, ErrNoValue) {
 			return err
 		}
@@ -366,7 +357,7 @@ func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error
 		if err != nil {
 			return err
 		}
-		encoded, err := encode(key, next)
+		encoded, err := encodeValue(key, next)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,11 @@ import (
 	"time"
 )
 
+// ErrCommitted is returned by Session methods that change the session, and
+// by Flashes, once the response's headers have left: the change could no
+// longer be saved.
+var ErrCommitted = errors.New("session: response already sent, change not saved: change the session before writing the response")
+
 // status is where one request's session stands with the store.
 type status uint8
 
@@ -257,23 +262,28 @@ func (s *state) clear() {
 // userID and persistent are the session's metadata as the save will leave
 // them. Called after read.
 func (s *state) userID() string {
-	switch {
-	case s.pending.UserID != nil:
-		return *s.pending.UserID
-	case s.rec != nil:
-		return s.rec.UserID
+	stored := ""
+	if s.rec != nil {
+		stored = s.rec.UserID
 	}
-	return ""
+	return pendingOr(s.pending.UserID, stored)
 }
 
 func (s *state) persistent() bool {
-	switch {
-	case s.pending.Persistent != nil:
-		return *s.pending.Persistent
-	case s.rec != nil:
-		return s.rec.Persistent
+	stored := true // a new session's cookie is persistent
+	if s.rec != nil {
+		stored = s.rec.Persistent
 	}
-	return true
+	return pendingOr(s.pending.Persistent, stored)
+}
+
+// pendingOr is what a pending change of one metadata field leaves: the new
+// value when there is one, else the stored value.
+func pendingOr[T any](pending *T, stored T) T {
+	if pending != nil {
+		return *pending
+	}
+	return stored
 }
 
 // deadline is when the session ends if nothing else happens, in the
@@ -293,7 +303,7 @@ func (s *state) destroy(ctx context.Context) error {
 	if s.key != "" {
 		ctx, cancel := s.b.bound(ctx)
 		defer cancel()
-		if _, err := s.b.store.Delete(ctx, s.key); err != nil {
+		if _, err := s.b.store.Destroy(ctx, s.key); err != nil {
 			return fmt.Errorf("session: destroying: %w", err)
 		}
 	}
@@ -303,7 +313,7 @@ func (s *state) destroy(ctx context.Context) error {
 }
 
 // update runs fn on the stored session with the store holding every other
-// writer off it (Store.Update), together with the request's pending
+// writer off it (Store.Modify), together with the request's pending
 // changes. A session not yet stored, or due a new token, is stored first.
 func (s *state) update(ctx context.Context, fn func(*Record) error) error {
 	if err := s.change(ctx); err != nil {
@@ -321,7 +331,7 @@ func (s *state) update(ctx context.Context, fn func(*Record) error) error {
 	pending.IdleTimeout = s.b.cfg.IdleTimeout
 	ctx, cancel := s.b.bound(ctx)
 	defer cancel()
-	rec, err := s.b.store.Update(ctx, s.key, func(rec *Record) error {
+	rec, err := s.b.store.Modify(ctx, s.key, func(rec *Record) error {
 		if err := pending.applyTo(rec, rec.LoadedAt); err != nil {
 			return err
 		}
@@ -489,11 +499,4 @@ func (s *state) outcome() cookie {
 		c.send = s.rec.Persistent && !s.rec.IdleExpiry.IsZero()
 	}
 	return c
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

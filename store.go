@@ -21,7 +21,7 @@ import (
 //     so a leak of its contents lets nobody hijack a session.
 //   - A record is live while the store's clock is before Expiry and, when
 //     IdleExpiry is set, before IdleExpiry. An expired record is the same as
-//     a missing one: Load, Apply, Rekey and Update return ErrNotFound for it.
+//     a missing one: Load, Apply, Rekey and Modify return ErrNotFound for it.
 //     Stores compare expiry with their own clock (PostgreSQL: the database's
 //     now()) and report it in Record.LoadedAt, so that the Manager computes
 //     deadlines of a stored session from that same clock.
@@ -73,18 +73,18 @@ type Store interface {
 	// it.
 	Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error)
 
-	// Update runs fn on the live record under key with no other writer able
+	// Modify runs fn on the live record under key with no other writer able
 	// to change that record until fn returns (PostgreSQL: in one transaction
 	// with the row locked), then stores what fn left in it (Values, UserID,
 	// Persistent and the deadlines) and sets LastSeen. If fn returns an error
-	// nothing is stored and Update returns that error. It returns the stored
+	// nothing is stored and Modify returns that error. It returns the stored
 	// record, with LoadedAt set, or ErrNotFound without calling fn.
-	Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error)
+	Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error)
 
-	// Delete removes the record under key, live or expired, and returns its
+	// Destroy removes the record under key, live or expired, and returns its
 	// summary, or nil if there was none: deleting a missing key is not an
 	// error.
-	Delete(ctx context.Context, key string) (*Info, error)
+	Destroy(ctx context.Context, key string) (*Info, error)
 }
 
 // UserIndex is implemented by stores that find sessions by their user
@@ -97,9 +97,9 @@ type UserIndex interface {
 	// first, without their values.
 	ListUser(ctx context.Context, userID string) ([]Info, error)
 
-	// DeleteUser removes every record of userID except the one under keep
+	// DestroyUser removes every record of userID except the one under keep
 	// ("" keeps none), in one atomic step, and returns what it removed.
-	DeleteUser(ctx context.Context, userID, keep string) ([]Info, error)
+	DestroyUser(ctx context.Context, userID, keep string) ([]Info, error)
 
 	// TrimUser removes the records of userID beyond the max most recently
 	// seen (by LastSeen, then Created), and returns what it removed. When
@@ -145,7 +145,7 @@ type Record struct {
 	// IdleExpiry is the sliding deadline, or the zero time when the session
 	// has no idle timeout.
 	IdleExpiry time.Time
-	// LastSeen is the store's clock at the last Apply, Rekey or Update, or
+	// LastSeen is the store's clock at the last Apply, Rekey or Modify, or
 	// Created when there was none.
 	LastSeen time.Time
 	// UserAgent and IP describe the device that created or last renewed the
@@ -163,6 +163,25 @@ func (r *Record) deadline() time.Time {
 		return r.IdleExpiry
 	}
 	return r.Expiry
+}
+
+// clone copies r with a map of its own, so that a store and its callers
+// never share one. The JSON bytes are shared: nobody modifies them in
+// place (see Values).
+func clone(r *Record) *Record {
+	c := *r
+	c.Values = maps.Clone(r.Values)
+	if c.Values == nil {
+		c.Values = map[string]json.RawMessage{}
+	}
+	return &c
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // info summarises r, stored under key.

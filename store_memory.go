@@ -2,8 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -14,7 +12,7 @@ import (
 // lost on restart and cannot be shared between instances, which is why
 // production refuses it unless SESSION_ALLOW_MEMORY_STORE=true. Expired
 // sessions are invisible at once and freed by Prune. One lock guards every
-// record; Update holds it while fn runs.
+// record; Modify holds it while fn runs.
 type memoryStore struct {
 	now     func() time.Time
 	mu      sync.Mutex
@@ -46,18 +44,6 @@ func (s *memoryStore) liveCopy(key string) (*Record, error) {
 	out := clone(rec)
 	out.LoadedAt = now
 	return out, nil
-}
-
-// clone copies r with a map of its own, so that the store and its callers
-// never share one. The JSON bytes are shared: nobody modifies them in
-// place (see Record.Values).
-func clone(r *Record) *Record {
-	c := *r
-	c.Values = maps.Clone(r.Values)
-	if c.Values == nil {
-		c.Values = map[string]json.RawMessage{}
-	}
-	return &c
 }
 
 func (s *memoryStore) Load(ctx context.Context, key string) (*Record, error) {
@@ -121,7 +107,7 @@ func (s *memoryStore) Rekey(ctx context.Context, oldKey, newKey string, change C
 	return clone(rec), nil
 }
 
-func (s *memoryStore) Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
+func (s *memoryStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, err := s.liveCopy(key)
@@ -136,7 +122,7 @@ func (s *memoryStore) Update(ctx context.Context, key string, fn func(*Record) e
 	return rec, nil
 }
 
-func (s *memoryStore) Delete(ctx context.Context, key string) (*Info, error) {
+func (s *memoryStore) Destroy(ctx context.Context, key string) (*Info, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.records[key]
@@ -172,7 +158,7 @@ func (s *memoryStore) userInfos(userID string) []Info {
 	return infos
 }
 
-func (s *memoryStore) DeleteUser(ctx context.Context, userID, keep string) ([]Info, error) {
+func (s *memoryStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var deleted []Info

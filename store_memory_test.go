@@ -191,7 +191,7 @@ func (s *minimalStore) Rekey(ctx context.Context, oldKey, newKey string, c sessi
 	return &out, nil
 }
 
-func (s *minimalStore) Update(ctx context.Context, key string, fn func(*session.Record) error) (*session.Record, error) {
+func (s *minimalStore) Modify(ctx context.Context, key string, fn func(*session.Record) error) (*session.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.live(key)
@@ -208,7 +208,7 @@ func (s *minimalStore) Update(ctx context.Context, key string, fn func(*session.
 	return &rec, nil
 }
 
-func (s *minimalStore) Delete(ctx context.Context, key string) (*session.Info, error) {
+func (s *minimalStore) Destroy(ctx context.Context, key string) (*session.Info, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.records[key]

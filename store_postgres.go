@@ -125,7 +125,7 @@ func newStatements(t string) statements {
 		// One statement, one transaction: the advisory lock, taken once by
 		// the uncorrelated subquery, keeps a second instance from pruning the
 		// same rows at the same moment, and SKIP LOCKED leaves a row held by
-		// an Update in flight for the next run.
+		// a Modify in flight for the next run.
 		prune: "DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t + " WHERE (SELECT pg_try_advisory_xact_lock($2))" +
 			" AND LEAST(expires_at, idle_expires_at) <= now() LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING " + infoColumns,
 	}
@@ -301,9 +301,9 @@ func changeArgs(change Change) ([]any, error) {
 		change.SessionIdleTimeout != nil, idle, change.MaxSize}, nil
 }
 
-// Update implements Store in one transaction holding the row lock from
+// Modify implements Store in one transaction holding the row lock from
 // SELECT ... FOR UPDATE until the new values commit.
-func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
+func (s *PostgresStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	var rec *Record
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -327,7 +327,7 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 	}
 	if err != nil {
 		// BeginFunc returns the callback's error as it is: this is the one
-		// place Update's database errors become the Store's.
+		// place Modify's database errors become the Store's.
 		return nil, s.fail(ctx, "update", err)
 	}
 	rec.LastSeen = rec.LoadedAt
@@ -335,14 +335,14 @@ func (s *PostgresStore) Update(ctx context.Context, key string, fn func(*Record)
 	return clone(rec), nil
 }
 
-// callbackError carries the error of Update's fn through the transaction,
+// callbackError carries the error of Modify's fn through the transaction,
 // so that it comes back exactly as fn returned it.
 type callbackError struct{ err error }
 
 func (e *callbackError) Error() string { return e.err.Error() }
 
-// Delete implements Store.
-func (s *PostgresStore) Delete(ctx context.Context, key string) (*Info, error) {
+// Destroy implements Store.
+func (s *PostgresStore) Destroy(ctx context.Context, key string) (*Info, error) {
 	infos, err := s.infos(ctx, "delete", s.statement.delete, key)
 	if err != nil || len(infos) == 0 {
 		return nil, err
@@ -355,10 +355,10 @@ func (s *PostgresStore) ListUser(ctx context.Context, userID string) ([]Info, er
 	return s.infos(ctx, "list user", s.statement.listUser, userID)
 }
 
-// DeleteUser implements UserIndex with one DELETE on the user_id index. An
+// DestroyUser implements UserIndex with one DELETE on the user_id index. An
 // empty userID matches nothing: anonymous sessions have no user to sign
 // out.
-func (s *PostgresStore) DeleteUser(ctx context.Context, userID, keep string) ([]Info, error) {
+func (s *PostgresStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
 	return s.infos(ctx, "delete user", s.statement.deleteUser, userID, keep)
 }
 

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -230,73 +228,6 @@ func TestOpenPostgresStoreUnreachableIsUnavailable(t *testing.T) {
 	}
 }
 
-// chain returns err and everything it wraps.
-func chain(err error) []error {
-	out := []error{err}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		if inner := u.Unwrap(); inner != nil {
-			out = append(out, chain(inner)...)
-		}
-	case interface{ Unwrap() []error }:
-		for _, inner := range u.Unwrap() {
-			out = append(out, chain(inner)...)
-		}
-	}
-	return out
-}
-
-// closedPort returns a port on 127.0.0.1 that nothing listens on.
-func closedPort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
-// statementCounter is a pgx tracer counting the statements sent, by their
-// first word.
-type statementCounter struct{ selects, inserts, updates, deletes atomic.Int64 }
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	switch verb, _, _ := strings.Cut(strings.TrimSpace(data.SQL), " "); verb {
-	case "SELECT":
-		c.selects.Add(1)
-	case "INSERT":
-		c.inserts.Add(1)
-	case "UPDATE":
-		c.updates.Add(1)
-	case "DELETE":
-		c.deletes.Add(1)
-	}
-	return ctx
-}
-
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-func (c *statementCounter) total() int64 {
-	return c.selects.Load() + c.inserts.Load() + c.updates.Load() + c.deletes.Load()
-}
-
-// countedStore returns a store whose pool counts statements, counting from
-// zero once the store is ready.
-func countedStore(t *testing.T, opts session.PostgresOptions) (*session.PostgresStore, *statementCounter) {
-	t.Helper()
-	counter := &statementCounter{}
-	cfg := pgtest.Config(t, pgtest.URL(t))
-	cfg.ConnConfig.Tracer = counter
-	opts.Table = pgtest.Schema(t)
-	s, err := session.NewPostgresStore(t.Context(), pgtest.NewPool(t, cfg), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	*counter = statementCounter{}
-	return s, counter
-}
-
 func TestPostgresRoundTrips(t *testing.T) {
 	t.Parallel()
 	s, counter := countedStore(t, session.PostgresOptions{})
@@ -336,18 +267,6 @@ func ignore(err, expected error) error {
 		return fmt.Errorf("got no error; want %v", expected)
 	}
 	return err
-}
-
-// insertExpired stores n records whose deadline passed an hour ago.
-func insertExpired(t *testing.T, s session.Store, n int) {
-	t.Helper()
-	hourAgo := time.Now().Add(-time.Hour)
-	for i := range n {
-		rec := &session.Record{Created: hourAgo.Add(-time.Hour), Expiry: hourAgo}
-		if err := s.Insert(t.Context(), fmt.Sprintf("expired-%d", i), rec); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func TestPostgresPruneBatches(t *testing.T) {
@@ -458,16 +377,16 @@ func TestPostgresOutage(t *testing.T) {
 			return s.Insert(ctx, "k2", &session.Record{Expiry: time.Now().Add(time.Hour)})
 		}},
 		{"Apply", func(ctx context.Context) error { _, err := s.Apply(ctx, "k", session.Change{}); return err }},
-		{"Update", func(ctx context.Context) error {
-			_, err := s.Update(ctx, "k", func(*session.Record) error { return nil })
+		{"Modify", func(ctx context.Context) error {
+			_, err := s.Modify(ctx, "k", func(*session.Record) error { return nil })
 			return err
 		}},
 		{"Rekey", func(ctx context.Context) error {
 			_, err := s.Rekey(ctx, "k", "k3", session.Change{}, &session.Record{Created: time.Now()})
 			return err
 		}},
-		{"Delete", func(ctx context.Context) error { _, err := s.Delete(ctx, "nothing"); return err }},
-		{"DeleteUser", func(ctx context.Context) error { _, err := s.DeleteUser(ctx, "alice", ""); return err }},
+		{"Destroy", func(ctx context.Context) error { _, err := s.Destroy(ctx, "nothing"); return err }},
+		{"DestroyUser", func(ctx context.Context) error { _, err := s.DestroyUser(ctx, "alice", ""); return err }},
 		{"ListUser", func(ctx context.Context) error { _, err := s.ListUser(ctx, "alice"); return err }},
 		{"TrimUser", func(ctx context.Context) error { _, err := s.TrimUser(ctx, "alice", 1); return err }},
 		{"Prune", func(ctx context.Context) error { _, err := s.Prune(ctx, 10); return err }},
@@ -493,17 +412,10 @@ func TestPostgresOutage(t *testing.T) {
 	}
 
 	proxy.Restore()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	waitFor(t, "Load to succeed after Restore", 15*time.Second, func() bool {
 		_, err := s.Load(t.Context(), "k")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Load after Restore still fails: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the network, not ordering goroutines
-	}
+		return err == nil
+	})
 	for _, c := range calls {
 		err := c.call(t.Context())
 		if errors.Is(err, session.ErrUnavailable) {

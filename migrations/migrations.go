@@ -251,13 +251,19 @@ type State struct {
 // recorded in the database that this version of the library does not know.
 // It changes nothing; a missing migrations table means nothing is applied.
 func Status(ctx context.Context, db DB, t Table) ([]State, error) {
+	_, states, err := resolvedStatus(ctx, db, t)
+	return states, err
+}
+
+// resolvedStatus is Status, returning t resolved too.
+func resolvedStatus(ctx context.Context, db DB, t Table) (Table, []State, error) {
 	t, err := t.Resolve(ctx, db)
 	if err != nil {
-		return nil, err
+		return t, nil, err
 	}
 	recorded, err := applied(ctx, db, t)
 	if err != nil {
-		return nil, err
+		return t, nil, err
 	}
 	states := make([]State, 0, len(all))
 	for _, m := range all {
@@ -273,7 +279,7 @@ func Status(ctx context.Context, db DB, t Table) ([]State, error) {
 		unknown = append(unknown, r)
 	}
 	slices.SortFunc(unknown, func(a, b State) int { return a.Version - b.Version })
-	return append(states, unknown...), nil
+	return t, append(states, unknown...), nil
 }
 
 // applied returns the recorded migrations, each marked Unknown: Status
@@ -314,11 +320,7 @@ func applied(ctx context.Context, db DB, t Table) (map[int]State, error) {
 // schema that is up to date costs one query and takes no lock. The schema of
 // t is created if it does not exist.
 func Apply(ctx context.Context, db DB, t Table) ([]Migration, error) {
-	t, err := t.Resolve(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	states, err := Status(ctx, db, t)
+	t, states, err := resolvedStatus(ctx, db, t)
 	if err != nil {
 		return nil, err
 	}

@@ -73,10 +73,10 @@ var cases = []testCase{
 	{"Rekey", testRekey},
 	{"RekeyMissingDoesNotCreate", testRekeyMissing},
 	{"RekeyKeepsAConcurrentApply", testRekeyConcurrent},
-	{"Update", testUpdate},
-	{"UpdateErrorStoresNothing", testUpdateError},
-	{"UpdateMissing", testUpdateMissing},
-	{"UpdateConcurrent", testUpdateConcurrent},
+	{"Modify", testModify},
+	{"UpdateErrorStoresNothing", testModifyError},
+	{"UpdateMissing", testModifyMissing},
+	{"UpdateConcurrent", testModifyConcurrent},
 	{"ApplyWithoutValuesTouches", testTouch},
 	{"ApplyLifetimes", testApplyLifetimes},
 	{"ApplyMaxSize", testApplyMaxSize},
@@ -88,8 +88,8 @@ var cases = []testCase{
 
 // userCases check session.UserIndex.
 var userCases = []testCase{
-	{"DeleteUser", testDeleteUser},
-	{"DeleteUserKeeps", testDeleteUserKeeps},
+	{"DestroyUser", testDestroyUser},
+	{"DestroyUserKeeps", testDestroyUserKeeps},
 	{"ListUser", testListUser},
 	{"TrimUser", testTrimUser},
 	{"TrimUserConcurrent", testTrimUserConcurrent},
@@ -317,11 +317,11 @@ func testExpired(t *testing.T, s session.Store) {
 				t.Errorf("Apply of a touch = %v; want ErrNotFound", err)
 			}
 			called := false
-			if _, err := s.Update(ctx(t), key, func(*session.Record) error { called = true; return nil }); !errors.Is(err, session.ErrNotFound) {
-				t.Errorf("Update = %v; want ErrNotFound", err)
+			if _, err := s.Modify(ctx(t), key, func(*session.Record) error { called = true; return nil }); !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("Modify = %v; want ErrNotFound", err)
 			}
 			if called {
-				t.Error("Update called fn on an expired record")
+				t.Error("Modify called fn on an expired record")
 			}
 			if _, err := s.Rekey(ctx(t), key, newKey(), session.Change{}, newRecord("user-1", nil)); !errors.Is(err, session.ErrNotFound) {
 				t.Errorf("Rekey = %v; want ErrNotFound", err)
@@ -410,7 +410,7 @@ func testApplyConcurrent(t *testing.T, s session.Store) {
 
 func testApplyDeleted(t *testing.T, s session.Store) {
 	key := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	if _, err := s.Delete(ctx(t), key); err != nil {
+	if _, err := s.Destroy(ctx(t), key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	change := session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`2`)}}
@@ -467,7 +467,7 @@ func testRekeyKeepsExpiry(t *testing.T, s session.Store) {
 
 func testRekeyMissing(t *testing.T, s session.Store) {
 	oldKey := insert(t, s, newRecord("user-1", map[string]string{"a": `1`}))
-	if _, err := s.Delete(ctx(t), oldKey); err != nil {
+	if _, err := s.Destroy(ctx(t), oldKey); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	newKey := newKey()
@@ -504,10 +504,10 @@ func testRekeyConcurrent(t *testing.T, s session.Store) {
 	}
 }
 
-func testUpdate(t *testing.T, s session.Store) {
+func testModify(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`})
 	key := insert(t, s, orig)
-	got, err := s.Update(ctx(t), key, func(r *session.Record) error {
+	got, err := s.Modify(ctx(t), key, func(r *session.Record) error {
 		checkRecord(t, r, orig)
 		checkLoadedAt(t, r)
 		r.Values["b"] = json.RawMessage(`[1,2]`)
@@ -516,7 +516,7 @@ func testUpdate(t *testing.T, s session.Store) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("Update: %v", err)
+		t.Fatalf("Modify: %v", err)
 	}
 	want := newRecord("user-2", map[string]string{"a": `1`, "b": `[1,2]`})
 	want.Created, want.Expiry, want.IdleExpiry = orig.Created, orig.Expiry, orig.IdleExpiry
@@ -527,39 +527,39 @@ func testUpdate(t *testing.T, s session.Store) {
 	checkRecord(t, load(t, s, key), want)
 }
 
-func testUpdateError(t *testing.T, s session.Store) {
+func testModifyError(t *testing.T, s session.Store) {
 	orig := newRecord("user-1", map[string]string{"a": `1`})
 	key := insert(t, s, orig)
 	boom := errors.New("boom")
-	_, err := s.Update(ctx(t), key, func(r *session.Record) error {
+	_, err := s.Modify(ctx(t), key, func(r *session.Record) error {
 		r.Values["a"] = json.RawMessage(`2`)
 		return boom
 	})
 	if !errors.Is(err, boom) {
-		t.Fatalf("Update = %v; want fn's error", err)
+		t.Fatalf("Modify = %v; want fn's error", err)
 	}
 	checkRecord(t, load(t, s, key), orig)
 }
 
-func testUpdateMissing(t *testing.T, s session.Store) {
+func testModifyMissing(t *testing.T, s session.Store) {
 	called := false
-	_, err := s.Update(ctx(t), newKey(), func(*session.Record) error { called = true; return nil })
+	_, err := s.Modify(ctx(t), newKey(), func(*session.Record) error { called = true; return nil })
 	if !errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("Update = %v; want ErrNotFound", err)
+		t.Fatalf("Modify = %v; want ErrNotFound", err)
 	}
 	if called {
-		t.Error("Update called fn for a missing record")
+		t.Error("Modify called fn for a missing record")
 	}
 }
 
-func testUpdateConcurrent(t *testing.T, s session.Store) {
+func testModifyConcurrent(t *testing.T, s session.Store) {
 	const writers = 16
 	key := insert(t, s, newRecord("user-1", map[string]string{"n": `0`}))
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for range writers {
 		wg.Go(func() {
-			_, err := s.Update(ctx(t), key, func(r *session.Record) error {
+			_, err := s.Modify(ctx(t), key, func(r *session.Record) error {
 				var n int
 				if err := json.Unmarshal(r.Values["n"], &n); err != nil {
 					return err
@@ -574,7 +574,7 @@ func testUpdateConcurrent(t *testing.T, s session.Store) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Errorf("Update: %v", err)
+			t.Errorf("Modify: %v", err)
 		}
 	}
 	got := load(t, s, key)
@@ -698,7 +698,7 @@ func testDelete(t *testing.T, s session.Store) {
 	rec := newRecord("user-1", nil)
 	key := insert(t, s, rec)
 	other := insert(t, s, newRecord("user-1", nil))
-	info, err := s.Delete(ctx(t), key)
+	info, err := s.Destroy(ctx(t), key)
 	if err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -707,7 +707,7 @@ func testDelete(t *testing.T, s session.Store) {
 	}
 	checkInfo(t, *info, key, rec)
 	for _, k := range []string{key, newKey()} {
-		if info, err := s.Delete(ctx(t), k); err != nil || info != nil {
+		if info, err := s.Destroy(ctx(t), k); err != nil || info != nil {
 			t.Fatalf("Delete of a missing key = %+v, %v; want nil, nil", info, err)
 		}
 	}
@@ -730,46 +730,46 @@ func checkInfo(t *testing.T, got session.Info, key string, rec *session.Record) 
 	checkTime(t, "Info.IdleExpiry", got.IdleExpiry, rec.IdleExpiry)
 }
 
-func testDeleteUser(t *testing.T, s session.Store) {
+func testDestroyUser(t *testing.T, s session.Store) {
 	users := s.(session.UserIndex)
 	alice := []string{insert(t, s, newRecord("alice", nil)), insert(t, s, newRecord("alice", nil))}
 	bob := insert(t, s, newRecord("bob", nil))
 	anonymous := insert(t, s, newRecord("", nil))
-	deleted, err := users.DeleteUser(ctx(t), "alice", "")
+	deleted, err := users.DestroyUser(ctx(t), "alice", "")
 	if err != nil {
-		t.Fatalf("DeleteUser: %v", err)
+		t.Fatalf("DestroyUser: %v", err)
 	}
 	if len(deleted) != len(alice) {
-		t.Errorf("DeleteUser deleted %d; want %d", len(deleted), len(alice))
+		t.Errorf("DestroyUser deleted %d; want %d", len(deleted), len(alice))
 	}
 	for _, key := range alice {
 		wantNotFound(t, s, key)
 		if !slices.ContainsFunc(deleted, func(i session.Info) bool { return i.Key == key && i.UserID == "alice" }) {
-			t.Errorf("DeleteUser did not report %s", key)
+			t.Errorf("DestroyUser did not report %s", key)
 		}
 	}
 	load(t, s, bob)
 	load(t, s, anonymous)
-	if n, err := users.DeleteUser(ctx(t), "nobody", ""); err != nil || len(n) != 0 {
-		t.Errorf("DeleteUser of a user with no sessions = %v, %v; want none", n, err)
+	if n, err := users.DestroyUser(ctx(t), "nobody", ""); err != nil || len(n) != 0 {
+		t.Errorf("DestroyUser of a user with no sessions = %v, %v; want none", n, err)
 	}
-	if n, err := users.DeleteUser(ctx(t), "", ""); err != nil || len(n) != 0 {
-		t.Errorf(`DeleteUser("") = %v, %v; want none: anonymous sessions are never revoked in bulk`, n, err)
+	if n, err := users.DestroyUser(ctx(t), "", ""); err != nil || len(n) != 0 {
+		t.Errorf(`DestroyUser("") = %v, %v; want none: anonymous sessions are never revoked in bulk`, n, err)
 	}
 	load(t, s, anonymous)
 }
 
-// testDeleteUserKeeps is "sign out everywhere else".
-func testDeleteUserKeeps(t *testing.T, s session.Store) {
+// testDestroyUserKeeps is "sign out everywhere else".
+func testDestroyUserKeeps(t *testing.T, s session.Store) {
 	users := s.(session.UserIndex)
 	current := insert(t, s, newRecord("alice", nil))
 	others := []string{insert(t, s, newRecord("alice", nil)), insert(t, s, newRecord("alice", nil))}
-	deleted, err := users.DeleteUser(ctx(t), "alice", current)
+	deleted, err := users.DestroyUser(ctx(t), "alice", current)
 	if err != nil {
-		t.Fatalf("DeleteUser: %v", err)
+		t.Fatalf("DestroyUser: %v", err)
 	}
 	if len(deleted) != len(others) {
-		t.Errorf("DeleteUser deleted %d; want %d", len(deleted), len(others))
+		t.Errorf("DestroyUser deleted %d; want %d", len(deleted), len(others))
 	}
 	load(t, s, current)
 	for _, key := range others {
@@ -959,15 +959,15 @@ func testNoAliasing(t *testing.T, s session.Store) {
 	checkValues(t, load(t, s, key).Values, newRecord("", orig).Values)
 
 	var kept *session.Record
-	updated, err := s.Update(ctx(t), key, func(r *session.Record) error {
+	updated, err := s.Modify(ctx(t), key, func(r *session.Record) error {
 		kept = r
 		r.Values["b"] = json.RawMessage(`2`)
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("Update: %v", err)
+		t.Fatalf("Modify: %v", err)
 	}
-	kept.Values["a"] = json.RawMessage(`"changed by fn after Update"`)
-	updated.Values["a"] = json.RawMessage(`"changed after Update"`)
+	kept.Values["a"] = json.RawMessage(`"changed by fn after Modify"`)
+	updated.Values["a"] = json.RawMessage(`"changed after Modify"`)
 	checkValues(t, load(t, s, key).Values, newRecord("", map[string]string{"a": `1`, "b": `2`}).Values)
 }

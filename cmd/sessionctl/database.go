@@ -383,7 +383,7 @@ Session.SetUser.`)
 		return usageError(fs, stderr, "--user is required")
 	}
 	return withTable(ctx, "revoke", env, flags, stderr, func(ctx context.Context, t *table) error {
-		revoked, err := t.store.DeleteUser(ctx, *user, "")
+		revoked, err := t.store.DestroyUser(ctx, *user, "")
 		if err != nil {
 			return err
 		}
