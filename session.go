@@ -336,7 +336,10 @@ func (s *Session) Destroy() error {
 // to change the session until it returns, which makes counters, carts and
 // rate limits exact under concurrent requests. The session's other pending
 // changes are saved in the same step. If fn returns an error nothing is
-// saved and Update returns it.
+// saved and Update returns it. Update writes to the store at once, so it
+// also works after the response has started, on a session already stored
+// (a WebSocket connection's messages, say); one that would need a new
+// cookie then fails with ErrCommitted.
 //
 // fn runs with the session locked, in this request and in the store
 // (PostgreSQL: a row lock and a pool connection; the memory store: the

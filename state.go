@@ -314,12 +314,17 @@ func (s *state) destroy(ctx context.Context) error {
 
 // update runs fn on the stored session with the store holding every other
 // writer off it (Store.Modify), together with the request's pending
-// changes. A session not yet stored, or due a new token, is stored first.
+// changes. A session not yet stored, or due a new token, is stored first,
+// which needs the response; a stored one can be updated after it, as a
+// WebSocket connection does long after its handshake.
 func (s *state) update(ctx context.Context, fn func(*Record) error) error {
-	if err := s.change(ctx); err != nil {
+	if err := s.read(ctx); err != nil {
 		return err
 	}
 	if s.rec == nil || s.renew {
+		if s.closed {
+			return ErrCommitted // its new cookie could no longer be sent
+		}
 		if err := s.store(ctx); err != nil {
 			return err
 		}
