@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -103,6 +105,14 @@ type Config struct {
 	// (SESSION_PRUNE_INTERVAL), with jitter so instances spread out. The
 	// default is 5 minutes.
 	PruneInterval time.Duration
+
+	// TrustedProxies are the addresses of the reverse proxies in front of
+	// the app (SESSION_TRUSTED_PROXIES, comma-separated IPs or CIDRs such
+	// as 10.0.0.0/8). Only a request from one of them is believed about
+	// the client's address (X-Forwarded-For, Forwarded) and about HTTPS
+	// (X-Forwarded-Proto). The default is none: the peer address is the
+	// client's, and only TLS to this server is HTTPS.
+	TrustedProxies []netip.Prefix
 }
 
 // Defaults for Config fields left at their zero value; each field's
@@ -244,10 +254,56 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 			c.MaxSize = n
 		}
 	}
+	if v := get("SESSION_TRUSTED_PROXIES"); v != "" {
+		for entry := range strings.SplitSeq(v, ",") {
+			prefix, err := parsePrefix(strings.TrimSpace(entry))
+			if err != nil {
+				bad("SESSION_TRUSTED_PROXIES", fmt.Sprintf("has %q, not an IP address or CIDR", strings.TrimSpace(entry)), "list the proxies' addresses separated by commas, such as 10.0.0.5,10.1.0.0/16")
+				continue
+			}
+			c.TrustedProxies = append(c.TrustedProxies, prefix)
+		}
+	}
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	return c, errors.Join(problems...)
+}
+
+// parsePrefix reads an IP address, as a one-address prefix, or a CIDR.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()), nil
+}
+
+// trusted reports whether remoteAddr (as http.Request.RemoteAddr has it)
+// is one of TrustedProxies.
+func (c *Config) trusted(remoteAddr string) bool {
+	if len(c.TrustedProxies) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range c.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // placeholderSecrets are values copied from documentation and tutorials.

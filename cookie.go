@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto/hkdf"
+	"errors"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -123,33 +125,43 @@ func (c *cookieCodec) sign(token string) (string, error) {
 // current one. Anything that does not verify, for whatever reason, is ok ==
 // false: the request simply has no session.
 func (c *cookieCodec) tokenOf(value string) (token string, rotated bool, ok bool) {
+	token, rotated, ok, _ = c.check(value)
+	return token, rotated, ok
+}
+
+// check is tokenOf, also reporting a value that is well-formed but signed
+// with a secret none of ours (foreign): the mark of a SESSION_SECRET
+// replaced without keeping the old one.
+func (c *cookieCodec) check(value string) (token string, rotated, ok, foreign bool) {
 	now := c.now()
 	c.mu.RLock()
 	v, hit := c.verified[value]
 	c.mu.RUnlock()
 	if hit && now.Before(v.until) {
-		return v.token, v.rotated, true
+		return v.token, v.rotated, true, false
 	}
-	token, rotated, ok = c.verify(value)
+	token, rotated, ok, foreign = c.verify(value)
 	if ok {
 		c.remember(value, verifiedCookie{token: token, rotated: rotated, until: now.Add(verifiedCacheTTL)})
 	}
-	return token, rotated, ok
+	return token, rotated, ok, foreign
 }
 
 // verify checks value's signature with each secret in turn, current first.
-func (c *cookieCodec) verify(value string) (token string, rotated bool, ok bool) {
+func (c *cookieCodec) verify(value string) (token string, rotated, ok, foreign bool) {
+	foreign = true
 	for i, sc := range c.codecs {
 		var raw []byte
 		if err := sc.Decode(c.name, value, &raw); err != nil {
+			foreign = foreign && errors.Is(err, securecookie.ErrMacInvalid)
 			continue
 		}
 		if !validToken(string(raw)) {
-			return "", false, false
+			return "", false, false, false
 		}
-		return string(raw), i > 0, true
+		return string(raw), i > 0, true, false
 	}
-	return "", false, false
+	return "", false, false, foreign
 }
 
 // remember caches a verified cookie value, evicting a random entry (map
@@ -167,26 +179,78 @@ func (c *cookieCodec) remember(value string, v verifiedCookie) {
 }
 
 // credential is what a request presented: the token of a cookie that
-// verified, or "", and whether a previous secret verified it.
+// verified, or "", whether a previous secret verified it, and, when none
+// verified, whether any cookie of our name was presented (refused) and
+// whether one of those was well-formed but signed with a secret none of
+// ours (foreign).
 type credential struct {
-	token   string
-	rotated bool
+	token            string
+	rotated          bool
+	refused, foreign bool
 }
 
-// tokenFrom returns the credential of the first of the request's cookies of
-// our name that verifies, and whether the request presented a cookie of
-// that name that did not.
-func (c *cookieCodec) tokenFrom(r *http.Request) (presented credential, refused bool) {
-	cookies := r.CookiesNamed(c.name)
-	for i, ck := range cookies {
+// tokenFrom returns the credential of the request's cookies of our name:
+// the first that verifies, at most maxCookiesTried of them.
+func (c *cookieCodec) tokenFrom(r *http.Request) credential {
+	var presented credential
+	for i, ck := range r.CookiesNamed(c.name) {
 		if i == maxCookiesTried {
 			break
 		}
-		if token, rotated, ok := c.tokenOf(ck.Value); ok {
-			return credential{token: token, rotated: rotated}, false
+		token, rotated, ok, foreign := c.check(ck.Value)
+		if ok {
+			return credential{token: token, rotated: rotated}
 		}
+		presented.refused = true
+		presented.foreign = presented.foreign || foreign
 	}
-	return credential{}, len(cookies) > 0
+	return presented
+}
+
+// foreignCookies watches for cookies that are well-formed but signed with a
+// secret this instance does not know. A few are noise (an old tab, a bot);
+// most of a minute's cookies failing that way means SESSION_SECRET was
+// replaced without keeping the old one, which signs everyone out, and an
+// operator should hear of it once a minute rather than never.
+type foreignCookies struct {
+	verified atomic.Int64 // every request with a valid cookie counts: no lock
+	mu       sync.Mutex
+	foreign  int64
+	since    time.Time // start of the window being counted
+}
+
+// foreignWindow is the window foreignCookies judges, and so the shortest
+// gap between two warnings.
+const foreignWindow = time.Minute
+
+// observe counts one request's cookie. At the first foreign cookie after a
+// window has passed it judges that window, and returns the warning to log
+// when ten or more cookies were foreign and they outnumbered those that
+// verified.
+func (f *foreignCookies) observe(now time.Time, presented credential) (warning string) {
+	switch {
+	case presented.token != "":
+		f.verified.Add(1)
+		return ""
+	case !presented.foreign:
+		return ""
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.foreign++
+	if f.since.IsZero() {
+		f.since = now
+	}
+	if now.Sub(f.since) < foreignWindow {
+		return ""
+	}
+	foreign, verified, since := f.foreign, f.verified.Swap(0), f.since
+	f.foreign, f.since = 0, now
+	if foreign < 10 || foreign <= verified {
+		return ""
+	}
+	return fmt.Sprintf("session: %d of %d session cookies since %s were signed with a secret this instance does not know, so their users were signed out: if SESSION_SECRET was changed, keep the old one in SESSION_SECRET_PREVIOUS (sessionctl secret --rotate) until SESSION_LIFETIME has passed",
+		foreign, foreign+verified, since.UTC().Format(time.TimeOnly))
 }
 
 // cookieTemplate is the set of attributes every session cookie carries.

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -162,17 +163,22 @@ type startFunc func(handler http.Handler) (ts *testServer, records func() int)
 // onEachStore runs test once on the memory store and once on PostgreSQL,
 // for behaviour that must not depend on the store.
 func onEachStore(t *testing.T, test func(t *testing.T, start startFunc)) {
+	onEachStoreWith(t, session.Config{}, test)
+}
+
+// onEachStoreWith is onEachStore with the Managers configured by cfg.
+func onEachStoreWith(t *testing.T, cfg session.Config, test func(t *testing.T, start startFunc)) {
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
 		test(t, func(handler http.Handler) (*testServer, func() int) {
-			ts := startServer(t, serverSetup{}, handler)
+			ts := startServer(t, serverSetup{cfg: cfg}, handler)
 			return ts, func() int { return session.MemoryRecords(ts.store.Store) }
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		test(t, func(handler http.Handler) (*testServer, func() int) {
-			inst := startPostgresInstance(t, pgtest.Schema(t), session.Config{}, handler)
+			inst := startPostgresInstance(t, pgtest.Schema(t), cfg, handler)
 			return inst.testServer, func() int {
 				var n int
 				if err := pgxQueryRow(t, "SELECT count(*) FROM "+inst.table).Scan(&n); err != nil {
@@ -509,6 +515,22 @@ func appHandler() http.Handler {
 	})
 	mux.HandleFunc("/key", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, session.CurrentKey(session.FromContext(r.Context())))
+	})
+	mux.HandleFunc("/dump", func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		keys, err := s.Keys()
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		values := map[string]json.RawMessage{}
+		for _, k := range keys {
+			if values[k], err = session.Value[json.RawMessage](s, k); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		json.NewEncoder(w).Encode(values)
 	})
 	mux.HandleFunc("/destroy", func(w http.ResponseWriter, r *http.Request) {
 		if err := session.FromContext(r.Context()).Destroy(); err != nil {

@@ -21,6 +21,8 @@ type Manager struct {
 	codec        *cookieCodec
 	cookies      cookieTemplate
 	errorHandler func(http.ResponseWriter, *http.Request, error)
+	foreign      foreignCookies
+	plainHTTP    sync.Map // hosts warned of a Secure cookie sent over plain HTTP
 
 	stopPruning context.CancelFunc
 	pruning     sync.WaitGroup

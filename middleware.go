@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 )
 
 // Handler wraps next so that every request carries a Session
@@ -49,9 +50,12 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 // begin reads the request's cookie, once, and binds rq's session to a copy
 // of r.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
-	presented, refused := m.codec.tokenFrom(r)
-	if refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
+	presented := m.codec.tokenFrom(r)
+	if presented.refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
 		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
+	}
+	if warning := m.foreign.observe(m.now(), presented); warning != "" {
+		m.logger.WarnContext(r.Context(), warning)
 	}
 	st := &rq.state
 	st.init(&m.backend, presented)
@@ -72,23 +76,23 @@ func (m *Manager) Save(w http.ResponseWriter, r *http.Request) error {
 	if !ok || st.b != &m.backend {
 		return errors.New("session: Save: the request carries no session of this Manager: pass the request Begin returned")
 	}
-	return m.save(w.Header(), st)
+	return m.save(w.Header(), r, st)
 }
 
-// save writes the session, then the headers that go with it. A session
-// the handler never touched costs nothing and adds no header.
-func (m *Manager) save(h http.Header, st *sessionState) error {
+// save writes the session of r, then the headers that go with it. A
+// session the handler never touched costs nothing and adds no header.
+func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed {
 		return nil
 	}
-	touched := st.status != unread || st.dirty()
+	touched := st.status != unread || st.dirty() || st.unsaved != nil
 	err := st.save(st.session.ctx)
 	switch {
 	case !touched:
 		return nil
-	case err != nil && st.degraded && st.status == failed:
+	case err != nil && st.degraded && st.status == failed && st.unsaved == nil:
 		return nil // the handler was told, and answered without its session
 	case err != nil:
 		return err
@@ -104,11 +108,42 @@ func (m *Manager) save(h http.Header, st *sessionState) error {
 			return err
 		}
 		h.Add("Set-Cookie", m.cookies.cookie(value, c.persistent, c.deadline, m.now()).String())
+		if m.cookies.secure && !m.viaHTTPS(r) {
+			m.warnPlainHTTP(r)
+		}
 	default:
 		return nil
 	}
 	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 	return nil
+}
+
+// viaHTTPS reports whether r reached the site over HTTPS: TLS to this
+// server, or a proxy listed in Config.TrustedProxies saying so
+// (X-Forwarded-Proto or Forwarded's proto).
+func (m *Manager) viaHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if !m.cfg.trusted(r.RemoteAddr) {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return true
+	}
+	forwarded := strings.ToLower(r.Header.Get("Forwarded"))
+	return strings.Contains(forwarded, "proto=https") || strings.Contains(forwarded, `proto="https"`)
+}
+
+// warnPlainHTTP logs, once per host, that production sent a Secure cookie
+// over plain HTTP: the browser drops it, and the user loops back to the
+// sign-in page with nothing else to say why.
+func (m *Manager) warnPlainHTTP(r *http.Request) {
+	if _, warned := m.plainHTTP.LoadOrStore(r.Host, true); warned {
+		return
+	}
+	m.logger.WarnContext(r.Context(), "session: production sent its Secure cookie on a request that arrived over plain HTTP; browsers drop it, so users are signed out at every request: serve the site over HTTPS, and if a TLS-terminating proxy forwards it, list the proxy in SESSION_TRUSTED_PROXIES so its X-Forwarded-Proto is believed (logged once per host)",
+		"host", r.Host)
 }
 
 // errResponseAborted is returned by writes after the error handler has
@@ -132,7 +167,7 @@ func (w *responseWriter) commit() {
 		return
 	}
 	w.committed = true
-	if err := w.m.save(w.ResponseWriter.Header(), w.st); err != nil {
+	if err := w.m.save(w.ResponseWriter.Header(), w.req, w.st); err != nil {
 		w.failed = true
 		// The handler's headers describe the response it meant to send (a
 		// Location, a Content-Disposition, a Cache-Control that lets a

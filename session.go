@@ -132,7 +132,7 @@ func (s *Session) Set(key string, value any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.write(s.ctx); err != nil {
+	if err := s.write(); err != nil {
 		return err
 	}
 	if err := s.checkSize(key, raw); err != nil {
@@ -175,7 +175,7 @@ func (s *Session) checkSize(key string, raw json.RawMessage) error {
 func (s *Session) Delete(key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.write(s.ctx); err != nil {
+	if err := s.write(); err != nil {
 		return err
 	}
 	s.delete(key)
@@ -203,7 +203,7 @@ func Pop[T any](s *Session, key string) (T, error) {
 func (s *Session) Clear() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.write(s.ctx); err != nil {
+	if err := s.write(); err != nil {
 		return err
 	}
 	s.clear()
@@ -260,22 +260,20 @@ func (s *Session) Flashes() ([]string, error) {
 }
 
 // SetUser records which user the session belongs to, so that
-// Manager.RevokeUser can end all of that user's sessions. Call it at
-// sign-in, together with Renew.
+// Manager.RevokeUser can end all of that user's sessions. Changing the user
+// (a sign-in, or another user signing in on the same browser) also gives
+// the session a new token, as Renew does: a cookie planted before sign-in
+// never becomes the signed-in session. A sign-in also starts a new
+// absolute lifetime, which Renew alone never does.
 func (s *Session) SetUser(userID string) error {
-	return setMetadata(s, &s.pending.UserID, s.userID, userID)
-}
-
-// setMetadata makes v the pending value of one metadata field, when it
-// differs from the field's current value.
-func setMetadata[T comparable](s *Session, pending **T, current func() T, v T) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return err
 	}
-	if v != current() {
-		*pending = &v
+	if userID != s.userID() {
+		s.pending.UserID = &userID
+		s.renew = true
 	}
 	return nil
 }
@@ -294,7 +292,15 @@ func (s *Session) UserID() (string, error) {
 // restarts until the session expires (the default), and a browser-session
 // cookie, dropped when the browser closes.
 func (s *Session) SetRememberMe(remember bool) error {
-	return setMetadata(s, &s.pending.Persistent, s.persistent, remember)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.change(s.ctx); err != nil {
+		return err
+	}
+	if remember != s.persistent() {
+		s.pending.Persistent = &remember
+	}
+	return nil
 }
 
 // Deadline returns when the session will expire if nothing else happens:
@@ -310,8 +316,9 @@ func (s *Session) Deadline() (time.Time, error) {
 }
 
 // Renew gives the session a new token, keeping its data, and makes the old
-// token useless at once. Call it whenever privileges change, above all at
-// sign-in, against session fixation.
+// token useless at once. Call it whenever privileges change; SetUser does
+// it by itself at sign-in. A renewed session keeps its absolute deadline
+// (Config.Lifetime from its sign-in): renewing never extends a session.
 func (s *Session) Renew() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

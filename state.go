@@ -58,6 +58,14 @@ func (b *backend) bound(ctx context.Context) (context.Context, context.CancelFun
 
 func noCancel() {}
 
+// logCorrupt reports a stored session the store could not decode, by the
+// first characters of its store key (never the token, which the store key
+// does not reveal).
+func (b *backend) logCorrupt(ctx context.Context, key string, err error) {
+	b.logger.WarnContext(ctx, "session: a stored session cannot be decoded; the request goes on without it and its cookie is cleared",
+		"store_key_prefix", key[:min(len(key), 12)], "error", err)
+}
+
 // newRecord returns an empty record for a session created at now, in the
 // store's clock.
 func (b *backend) newRecord(now time.Time) *Record {
@@ -80,9 +88,13 @@ type state struct {
 	// closed is set once the save ran: the response's headers have left,
 	// so a change could no longer reach the browser.
 	closed bool
-	// degraded is set by Session.Degrade: the handler answers a store
-	// failure itself.
+	// degraded is set by Session.Degrade: the handler answers a failure to
+	// read the session itself.
 	degraded bool
+	// unsaved is a Destroy that did not reach the store: whatever the
+	// handler wrote, the response must not say "signed out" while the
+	// session lives on, so the save reports it.
+	unsaved error
 
 	// token and key identify the stored session: its token and the token's
 	// store key, computed once per token. Both are "" while there is none.
@@ -95,6 +107,10 @@ type state struct {
 	// values is the session's values as this request sees them, with
 	// loaded and absent.
 	values map[string]json.RawMessage
+	// unreadable is the key of a stored record the store could not decode
+	// (ErrCorrupt): the request has no session, but Destroy still deletes
+	// that record.
+	unreadable string
 	// pending is what the request changed and the store has not yet
 	// applied, as one Change; renew asks for a new token at the save.
 	pending Change
@@ -157,6 +173,11 @@ func (s *state) read(ctx context.Context) error {
 	case errors.Is(err, ErrNotFound):
 		s.becomeAbsent()
 		return nil
+	case errors.Is(err, ErrCorrupt):
+		s.unreadable = s.key
+		s.b.logCorrupt(ctx, s.key, err)
+		s.becomeAbsent()
+		return nil
 	case err != nil:
 		return s.fail(fmt.Errorf("session: loading: %w", err))
 	}
@@ -207,17 +228,27 @@ func (s *state) becomeAbsent() {
 	s.status = absent
 }
 
-// write prepares a change to the values (Set, Delete, Clear). Unless
-// Config.MaxSize needs the session's size, it reads nothing: a handler that
-// only writes costs one store call, at the save.
-func (s *state) write(ctx context.Context) error {
+// becomeAbsentForRace is becomeAbsent for a session another request ended
+// while this one was changing it: only the values this request set go to
+// the new session. Who the user was, and any lifetime or persistence
+// change, belonged to the ended session; carrying them over would sign a
+// user back in after a logout or a revocation.
+func (s *state) becomeAbsentForRace() {
+	set := s.pending.Set
+	s.resetPending()
+	s.pending.Set = set
+	s.becomeAbsent()
+}
+
+// write prepares a change to the values (Set, Delete, Clear). It reads
+// nothing: a handler that only writes costs one store call, at the save,
+// where the store enforces Config.MaxSize on the session as it is then.
+func (s *state) write() error {
 	switch {
 	case s.closed:
 		return ErrCommitted
 	case s.status == failed:
 		return s.err
-	case s.b.cfg.MaxSize > 0:
-		return s.read(ctx)
 	}
 	return nil
 }
@@ -296,17 +327,26 @@ func (s *state) deadline() time.Time {
 }
 
 // destroy deletes the stored session, if any, without reading it first.
+// A Destroy that does not reach the store fails the response too, even if
+// the handler ignores its error (see unsaved).
 func (s *state) destroy(ctx context.Context) error {
 	if s.status == failed {
+		s.unsaved = s.err
 		return s.err
 	}
-	if s.key != "" {
-		ctx, cancel := s.b.bound(ctx)
-		defer cancel()
-		if _, err := s.b.store.Destroy(ctx, s.key); err != nil {
-			return fmt.Errorf("session: destroying: %w", err)
+	for _, key := range []string{s.key, s.unreadable} {
+		if key == "" {
+			continue
+		}
+		bounded, cancel := s.b.bound(ctx)
+		_, err := s.b.store.Destroy(bounded, key)
+		cancel()
+		if err != nil {
+			s.unsaved = fmt.Errorf("session: destroying: %w", err)
+			return s.unsaved
 		}
 	}
+	s.unreadable = ""
 	s.resetPending()
 	s.becomeAbsent()
 	return nil
@@ -342,10 +382,15 @@ func (s *state) update(ctx context.Context, fn func(*Record) error) error {
 		}
 		return fn(rec)
 	})
-	if errors.Is(err, ErrNotFound) {
-		s.resetPending()
-		s.becomeAbsent()
-		return fmt.Errorf("session: updating: the session ended meanwhile: %w", err)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+		// Ended by another request (logout, renewal, revocation) since
+		// this one read it. Never re-created: the update goes to a new,
+		// anonymous session, as a racing write does (see apply).
+		s.becomeAbsentForRace()
+		if s.closed {
+			return fmt.Errorf("session: updating: the session ended meanwhile: %w", ErrNotFound)
+		}
+		return s.update(ctx, fn)
 	}
 	if err != nil {
 		return err
@@ -363,6 +408,9 @@ func (s *state) update(ctx context.Context, fn func(*Record) error) error {
 // when only that is due.
 func (s *state) save(ctx context.Context) error {
 	s.closed = true
+	if s.unsaved != nil {
+		return s.unsaved
+	}
 	switch s.status {
 	case failed:
 		return s.err
@@ -396,15 +444,19 @@ func (s *state) apply(ctx context.Context) error {
 	defer cancel()
 	rec, err := s.b.store.Apply(bounded, s.key, change)
 	switch {
-	case errors.Is(err, ErrNotFound):
-		// Destroyed or renewed by another request: never re-created. A
-		// request that wrote starts a new session holding its writes.
-		blind := s.status == unread
-		s.becomeAbsent()
-		if blind && s.dirty() {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+		// Destroyed, renewed or revoked by another request since this one
+		// began: never re-created. A request that set values starts a new,
+		// anonymous session holding only those; one that did not leaves no
+		// session, and its response clears the cookie.
+		if errors.Is(err, ErrCorrupt) {
+			s.unreadable = s.key
+			s.b.logCorrupt(ctx, s.key, err)
+		}
+		s.becomeAbsentForRace()
+		if s.dirty() {
 			return s.store(ctx)
 		}
-		s.resetPending()
 		return nil
 	case err != nil:
 		return fmt.Errorf("session: saving: %w", err)
@@ -446,7 +498,18 @@ func (s *state) store(ctx context.Context) error {
 	ctx, cancel := s.b.bound(ctx)
 	defer cancel()
 	if s.rec != nil {
-		moved, err := s.b.store.Rekey(ctx, s.key, key, s.pending, fresh)
+		change := s.pending
+		change.MaxSize = s.b.cfg.MaxSize
+		if !s.signingIn() {
+			// A renewal keeps the session's absolute deadline: renewing
+			// every so often must not keep a session alive for ever. Only
+			// a sign-in starts a new lifetime.
+			fresh.Expiry = time.Time{}
+		}
+		if own := s.rec.IdleTimeout; own > 0 {
+			fresh.IdleExpiry = fresh.Created.Add(own)
+		}
+		moved, err := s.b.store.Rekey(ctx, s.key, key, change, fresh)
 		if errors.Is(err, ErrNotFound) {
 			s.resetPending()
 			s.becomeAbsent() // ended meanwhile: never re-created
@@ -462,6 +525,9 @@ func (s *state) store(ctx context.Context) error {
 		fresh.Values = maps.Clone(s.values)
 		fresh.UserID = s.userID()
 		fresh.Persistent = s.persistent()
+		if limit := s.b.cfg.MaxSize; limit > 0 && encodedSize(fresh.Values) > limit {
+			return fmt.Errorf("session: saving new session: %w", ErrTooLarge)
+		}
 		if err := s.b.store.Insert(ctx, key, fresh); err != nil {
 			return fmt.Errorf("session: saving new session: %w", err)
 		}
@@ -472,6 +538,13 @@ func (s *state) store(ctx context.Context) error {
 	s.status = loaded
 	s.resetPending()
 	return nil
+}
+
+// signingIn reports whether the pending change gives the stored session a
+// user it did not have: a sign-in, which starts a new absolute lifetime.
+func (s *state) signingIn() bool {
+	user := s.pending.UserID
+	return user != nil && *user != "" && *user != s.rec.UserID
 }
 
 // cookie is what the save leaves for the response: the cookie to set, or
@@ -487,7 +560,9 @@ type cookie struct {
 // outcome derives the cookie from the state after the save.
 func (s *state) outcome() cookie {
 	if s.token == "" {
-		return cookie{expire: s.presented.token != ""}
+		// The presented cookie's session ended, or the cookie did not
+		// verify at all: either way the browser should stop sending it.
+		return cookie{expire: s.presented.token != "" || s.presented.refused}
 	}
 	if s.rec == nil {
 		return cookie{}

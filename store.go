@@ -32,7 +32,13 @@ import (
 //     overwritten blindly, and a record deleted meanwhile (logout, renewal)
 //     is never re-created.
 //   - Insert never overwrites: an existing key is ErrConflict.
-//   - ErrNotFound, ErrConflict and ErrTooLarge are the expected failures.
+//   - A record that exists but cannot be decoded (edited by hand, written
+//     by another version) is ErrCorrupt, wrapped in an error saying why,
+//     from any method that must read it: the Manager treats it as no
+//     session and logs it once, and Destroy, DestroyUser and ListUser still
+//     work around it.
+//   - ErrNotFound, ErrConflict, ErrTooLarge and ErrCorrupt are the expected
+//     failures.
 //     Any other error means the store could not answer; wrap ErrUnavailable
 //     in it when the backend is unreachable (connection refused, timeout) so
 //     that the Manager answers 503 instead of 500.
@@ -332,4 +338,7 @@ var (
 	// ErrNotSupported is returned by the Manager for an operation its store
 	// does not implement (see UserIndex).
 	ErrNotSupported = errors.New("session: not supported by this store")
+	// ErrCorrupt is returned by a store for a record it holds but cannot
+	// decode; see Store.
+	ErrCorrupt = errors.New("session: stored session cannot be decoded")
 )

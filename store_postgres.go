@@ -418,7 +418,7 @@ func scanRecord(row pgx.Row, withData bool) (*Record, error) {
 	rec.IdleExpiry = idleExpiry.Time
 	if withData {
 		if err := json.Unmarshal(data, &rec.Values); err != nil {
-			return nil, fmt.Errorf("session: stored values do not decode: %w", err)
+			return nil, fmt.Errorf("%w: its values are not a JSON object (%v)", ErrCorrupt, err)
 		}
 	}
 	return &rec, nil
@@ -479,6 +479,8 @@ func (s *PostgresStore) fail(ctx context.Context, op string, err error) error {
 			return ErrConflict
 		case "22P05": // untranslatable_character
 			err = fmt.Errorf("a session value contains \\u0000, which PostgreSQL's jsonb cannot store: strip NUL characters before saving: %w", err)
+		case "22023", "23514": // invalid_parameter_value, check_violation: the stored data is not an object
+			err = fmt.Errorf("%w: the jsonb operators refused its data (%w)", ErrCorrupt, err)
 		}
 	}
 	return &storeError{op: op, table: s.table.String(), err: classify(ctx, err)}
