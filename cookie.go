@@ -2,11 +2,11 @@ package session
 
 import (
 	"crypto/hkdf"
-	"errors"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
