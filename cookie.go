@@ -187,6 +187,10 @@ type credential struct {
 	token            string
 	rotated          bool
 	refused, foreign bool
+	// legacy is the session id of another system's cookie that verified
+	// (express-session's connect.sid; see importer), read only when the
+	// request has no native session cookie that verified.
+	legacy string
 }
 
 // tokenFrom returns the credential of the request's cookies of our name:

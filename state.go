@@ -45,6 +45,19 @@ type backend struct {
 	cfg    Config
 	now    func() time.Time
 	logger *slog.Logger
+	// importer adopts sessions another system issued, or is nil.
+	importer importer
+}
+
+// importer moves a session that another system issued (express-session,
+// see express.go) into the store, for a request that presented that
+// system's cookie and no native one.
+type importer interface {
+	// adopt moves the session legacy names into the store under key, as
+	// fresh describes a new session, in one atomic step that removes it
+	// from where it was, and returns the stored record (LoadedAt set), or
+	// nil when there is no live session to move.
+	adopt(ctx context.Context, legacy, key string, fresh *Record) (*Record, error)
 }
 
 // bound limits one store call to Config.StoreTimeout. A context whose own
@@ -163,6 +176,9 @@ func (s *state) read(ctx context.Context) error {
 		return nil
 	}
 	if s.key == "" {
+		if s.presented.legacy != "" && s.b.importer != nil {
+			return s.importLegacy(ctx)
+		}
 		s.becomeAbsent()
 		return nil
 	}
@@ -186,18 +202,44 @@ func (s *state) read(ctx context.Context) error {
 	if s.status == unread {
 		s.sent.known, s.sent.deadline, s.sent.persistent = true, rec.deadline(), rec.Persistent
 	}
-	// The changes recorded before this read go on top of what is stored,
-	// as the save will apply them.
-	pending := s.pending
+	s.takeValues(values)
+	return nil
+}
+
+// takeValues makes values, as the store holds them, the session's, with the
+// changes recorded before the read on top, as the save will apply them.
+func (s *state) takeValues(values map[string]json.RawMessage) {
 	s.values = values
-	if s.values == nil || pending.Clear {
+	if s.values == nil || s.pending.Clear {
 		s.values = map[string]json.RawMessage{}
 	}
-	for _, k := range pending.Delete {
+	for _, k := range s.pending.Delete {
 		delete(s.values, k)
 	}
-	maps.Copy(s.values, pending.Set)
+	maps.Copy(s.values, s.pending.Set)
 	s.status = loaded
+}
+
+// importLegacy adopts the session of the request's legacy cookie under a
+// new token, as a new sign-in would: the response then sets the native
+// cookie and expires the legacy one.
+func (s *state) importLegacy(ctx context.Context) error {
+	token := newToken()
+	key := storeKey(token)
+	ctx, cancel := s.b.bound(ctx)
+	defer cancel()
+	rec, err := s.b.importer.adopt(ctx, s.presented.legacy, key, s.b.newRecord(s.storeNow()))
+	switch {
+	case err != nil:
+		return s.fail(fmt.Errorf("session: importing a legacy session: %w", err))
+	case rec == nil:
+		s.becomeAbsent()
+		return nil
+	}
+	values := rec.Values
+	s.adopt(rec)
+	s.token, s.key = token, key
+	s.takeValues(values)
 	return nil
 }
 
@@ -555,19 +597,23 @@ type cookie struct {
 	deadline   time.Time // in the Manager's clock
 	send       bool      // set the cookie: new token, re-signed, or moved deadline
 	expire     bool      // expire the presented cookie: its session ended
+	// expireLegacy expires the legacy cookie the request presented: its
+	// session was imported, or is gone.
+	expireLegacy bool
 }
 
 // outcome derives the cookie from the state after the save.
 func (s *state) outcome() cookie {
+	legacy := s.presented.legacy != "" && s.b.importer != nil
 	if s.token == "" {
 		// The presented cookie's session ended, or the cookie did not
 		// verify at all: either way the browser should stop sending it.
-		return cookie{expire: s.presented.token != "" || s.presented.refused}
+		return cookie{expire: s.presented.token != "" || s.presented.refused, expireLegacy: legacy}
 	}
 	if s.rec == nil {
 		return cookie{}
 	}
-	c := cookie{token: s.token, persistent: s.rec.Persistent, deadline: s.rec.deadline().Add(-s.offset)}
+	c := cookie{token: s.token, persistent: s.rec.Persistent, deadline: s.rec.deadline().Add(-s.offset), expireLegacy: legacy}
 	switch {
 	case s.token != s.presented.token, s.presented.rotated:
 		c.send = true
