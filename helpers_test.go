@@ -795,10 +795,21 @@ func closedPort(t *testing.T) int {
 
 // statementCounter is a pgx tracer counting the statements sent, by their
 // first word.
-type statementCounter struct{ selects, inserts, updates, deletes atomic.Int64 }
+type statementCounter struct {
+	selects, inserts, updates, deletes atomic.Int64
+	// roundTrips counts what went to the server and waited for its
+	// answer: a statement on its own, or a pipelined batch of them.
+	roundTrips atomic.Int64
+}
 
 func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	switch verb, _, _ := strings.Cut(strings.TrimSpace(data.SQL), " "); verb {
+	c.roundTrips.Add(1)
+	c.count(data.SQL)
+	return ctx
+}
+
+func (c *statementCounter) count(sql string) {
+	switch verb, _, _ := strings.Cut(strings.TrimSpace(sql), " "); verb {
 	case "SELECT":
 		c.selects.Add(1)
 	case "INSERT":
@@ -808,10 +819,20 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, dat
 	case "DELETE":
 		c.deletes.Add(1)
 	}
-	return ctx
 }
 
 func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.roundTrips.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	c.count(data.SQL)
+}
+
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (c *statementCounter) total() int64 {
 	return c.selects.Load() + c.inserts.Load() + c.updates.Load() + c.deletes.Load()

@@ -396,52 +396,80 @@ func (s *state) destroy(ctx context.Context) error {
 
 // update runs fn on the stored session with the store holding every other
 // writer off it (Store.Modify), together with the request's pending
-// changes. A session not yet stored, or due a new token, is stored first,
-// which needs the response; a stored one can be updated after it, as a
-// WebSocket connection does long after its handshake.
+// changes. A session not read yet is read under that lock, in the same
+// step: no separate load before it. A session not stored yet, or one that
+// ended meanwhile, becomes a new session with fn applied before it is
+// inserted, which needs no lock since no other request knows it. A stored
+// session can be updated after the response has started, as a WebSocket
+// connection does long after its handshake; one that would need a new
+// cookie cannot.
 func (s *state) update(ctx context.Context, fn func(*Record) error) error {
+	if s.status == unread && s.key != "" && !s.renew {
+		if found, err := s.modify(ctx, fn); found || err != nil {
+			return err
+		}
+	}
 	if err := s.read(ctx); err != nil {
 		return err
 	}
-	if s.rec == nil || s.renew {
+	if s.renew && s.rec != nil {
 		if s.closed {
 			return ErrCommitted // its new cookie could no longer be sent
 		}
 		if err := s.store(ctx); err != nil {
 			return err
 		}
-		if s.rec == nil {
-			return fmt.Errorf("session: updating: the session ended meanwhile: %w", ErrNotFound)
+	}
+	if s.rec != nil {
+		if found, err := s.modify(ctx, fn); found || err != nil {
+			return err
 		}
 	}
+	if s.closed {
+		return fmt.Errorf("session: updating: no session to update, and the response has started: %w", ErrCommitted)
+	}
+	return s.insert(ctx, fn)
+}
+
+// modify is update's Store.Modify of the stored session. found is false
+// when the session is gone (ended by another request since this one began,
+// or expired, or unreadable): the state is then absent, holding only this
+// request's values, as after a racing write (see apply).
+func (s *state) modify(ctx context.Context, fn func(*Record) error) (found bool, err error) {
 	pending := s.pending
 	pending.IdleTimeout = s.b.cfg.IdleTimeout
-	ctx, cancel := s.b.bound(ctx)
+	unread := s.status == unread
+	bounded, cancel := s.b.bound(ctx)
 	defer cancel()
-	rec, err := s.b.store.Modify(ctx, s.key, func(rec *Record) error {
+	rec, err := s.b.store.Modify(bounded, s.key, func(rec *Record) error {
+		if unread {
+			s.sent.known, s.sent.deadline, s.sent.persistent = true, rec.deadline(), rec.Persistent
+		}
 		if err := pending.applyTo(rec, rec.LoadedAt); err != nil {
 			return err
 		}
 		return fn(rec)
 	})
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
-		// Ended by another request (logout, renewal, revocation) since
-		// this one read it. Never re-created: the update goes to a new,
-		// anonymous session, as a racing write does (see apply).
-		s.becomeAbsentForRace()
-		if s.closed {
-			return fmt.Errorf("session: updating: the session ended meanwhile: %w", ErrNotFound)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+		if errors.Is(err, ErrCorrupt) {
+			s.unreadable = s.key
+			s.b.logCorrupt(ctx, s.key, err)
 		}
-		return s.update(ctx, fn)
-	}
-	if err != nil {
-		return err
+		s.becomeAbsentForRace()
+		return false, nil
+	case err != nil && unread && !errors.Is(err, ErrTooLarge) && !errors.As(err, new(*decodeError)):
+		// The session could not be read: as a failed load, the error
+		// handler answers unless the handler degrades.
+		return true, s.fail(fmt.Errorf("session: updating: %w", err))
+	case err != nil:
+		return true, err
 	}
 	values := rec.Values
 	s.adopt(rec)
-	s.values = values
 	s.resetPending()
-	return nil
+	s.takeValues(values)
+	return true, nil
 }
 
 // save writes what the request changed, once, before the response's
@@ -530,55 +558,81 @@ func (s *state) touchIfDue(ctx context.Context) error {
 	return s.apply(ctx)
 }
 
-// store inserts the session under a new token: a new session's first
-// save, or a renewal, which moves the stored session (Store.Rekey) so that
-// neither a logout nor a write by another request meanwhile is undone.
+// store gives the session a new token: a new session's first save, or a
+// renewal, which moves the stored session (Store.Rekey) so that neither a
+// logout nor a write by another request meanwhile is undone.
 func (s *state) store(ctx context.Context) error {
+	if s.rec == nil {
+		return s.insert(ctx, nil)
+	}
 	token := newToken()
 	key := storeKey(token)
 	fresh := s.b.newRecord(s.storeNow())
-	ctx, cancel := s.b.bound(ctx)
-	defer cancel()
-	if s.rec != nil {
-		change := s.pending
-		change.MaxSize = s.b.cfg.MaxSize
-		if !s.signingIn() {
-			// A renewal keeps the session's absolute deadline: renewing
-			// every so often must not keep a session alive for ever. Only
-			// a sign-in starts a new lifetime.
-			fresh.Expiry = time.Time{}
-		}
-		if own := s.rec.IdleTimeout; own > 0 {
-			fresh.IdleExpiry = fresh.Created.Add(own)
-		}
-		moved, err := s.b.store.Rekey(ctx, s.key, key, change, fresh)
-		if errors.Is(err, ErrNotFound) {
-			s.resetPending()
-			s.becomeAbsent() // ended meanwhile: never re-created
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("session: renewing: %w", err)
-		}
-		values := moved.Values
-		s.adopt(moved)
-		s.values = values
-	} else {
-		fresh.Values = maps.Clone(s.values)
-		fresh.UserID = s.userID()
-		fresh.Persistent = s.persistent()
-		if limit := s.b.cfg.MaxSize; limit > 0 && encodedSize(fresh.Values) > limit {
-			return fmt.Errorf("session: saving new session: %w", ErrTooLarge)
-		}
-		if err := s.b.store.Insert(ctx, key, fresh); err != nil {
-			return fmt.Errorf("session: saving new session: %w", err)
-		}
-		fresh.LoadedAt = s.storeNow()
-		s.adopt(fresh)
+	change := s.pending
+	change.MaxSize = s.b.cfg.MaxSize
+	if !s.signingIn() {
+		// A renewal keeps the session's absolute deadline: renewing every so
+		// often must not keep a session alive for ever. Only a sign-in
+		// starts a new lifetime.
+		fresh.Expiry = time.Time{}
 	}
+	if own := s.rec.IdleTimeout; own > 0 {
+		fresh.IdleExpiry = fresh.Created.Add(own)
+	}
+	bounded, cancel := s.b.bound(ctx)
+	defer cancel()
+	moved, err := s.b.store.Rekey(bounded, s.key, key, change, fresh)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+		// Ended meanwhile: never re-created; a request that set values
+		// starts a new session holding only those.
+		s.becomeAbsentForRace()
+		if s.dirty() {
+			return s.insert(ctx, nil)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("session: renewing: %w", err)
+	}
+	values := moved.Values
+	s.adopt(moved)
 	s.token, s.key = token, key
-	s.status = loaded
 	s.resetPending()
+	s.takeValues(values)
+	return nil
+}
+
+// insert stores the session, not stored yet, under a new token, with fn
+// applied to it first when fn is not nil.
+func (s *state) insert(ctx context.Context, fn func(*Record) error) error {
+	token := newToken()
+	key := storeKey(token)
+	fresh := s.b.newRecord(s.storeNow())
+	fresh.Values = maps.Clone(s.values)
+	if fresh.Values == nil {
+		fresh.Values = map[string]json.RawMessage{}
+	}
+	fresh.UserID = s.userID()
+	fresh.Persistent = s.persistent()
+	if fn != nil {
+		if err := fn(fresh); err != nil {
+			return err
+		}
+	}
+	if limit := s.b.cfg.MaxSize; limit > 0 && encodedSize(fresh.Values) > limit {
+		return fmt.Errorf("session: saving new session: %w", ErrTooLarge)
+	}
+	bounded, cancel := s.b.bound(ctx)
+	defer cancel()
+	if err := s.b.store.Insert(bounded, key, fresh); err != nil {
+		return fmt.Errorf("session: saving new session: %w", err)
+	}
+	values := fresh.Values
+	fresh.LoadedAt = s.storeNow()
+	s.adopt(fresh)
+	s.token, s.key = token, key
+	s.resetPending()
+	s.takeValues(values)
 	return nil
 }
 

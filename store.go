@@ -233,6 +233,12 @@ func (c *Change) changesValues() bool {
 	return c.Clear || len(c.Delete) > 0 || len(c.Set) > 0
 }
 
+// touchOnly reports whether c changes nothing but the idle expiry and
+// LastSeen: a touch, which a store should make without rewriting values.
+func (c *Change) touchOnly() bool {
+	return !c.changesValues() && c.UserID == nil && c.Persistent == nil && c.Expiry.IsZero() && c.SessionIdleTimeout == nil
+}
+
 // applyTo applies c to rec as Store.Apply does, given the store's clock
 // now, for stores that keep records in memory. It returns ErrTooLarge,
 // changing nothing, when the values would exceed MaxSize.

@@ -50,7 +50,7 @@ type PostgresStore struct {
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, apply, rekey, exists, lockForUpdate, update,
+	load, insert, apply, touch, rekey, exists, lockForUpdate, update,
 	delete, deleteUser, listUser, trimUser, prune string
 }
 
@@ -98,6 +98,7 @@ func newStatements(t string) statements {
 	// configured one ($12); without either it keeps its value. Either way
 	// it never passes the absolute expiry.
 	slid := "COALESCE(now() + COALESCE(" + apply.idleTimeout + ", NULLIF($12::bigint, 0)" + micros + "), idle_expires_at)"
+	slidOwn := "COALESCE(now() + COALESCE(idle_timeout, NULLIF($2::bigint, 0)" + micros + "), idle_expires_at)"
 	return statements{
 		load:   "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
 		insert: "INSERT INTO " + t + " (id, " + stored + ") VALUES ($1, $2, $3, $4, $5, $6, $7" + micros + ", $8, $9, $10, $11)",
@@ -105,6 +106,10 @@ func newStatements(t string) statements {
 			", expires_at = " + apply.expiry + ", idle_timeout = " + apply.idleTimeout +
 			", idle_expires_at = CASE WHEN " + slid + " IS NULL THEN NULL ELSE LEAST(" + slid + ", " + apply.expiry + ") END, last_seen = now()" +
 			" WHERE id = $1 AND " + live + " AND " + apply.fits + " RETURNING " + recordColumns + ", now()",
+		// A touch writes the idle expiry and LastSeen and nothing else, so
+		// that sliding expiry never rewrites the values (nor their TOAST).
+		touch: "UPDATE " + t + " SET idle_expires_at = CASE WHEN " + slidOwn + " IS NULL THEN NULL ELSE LEAST(" + slidOwn + ", expires_at) END," +
+			" last_seen = now() WHERE id = $1 AND " + live + " RETURNING " + recordColumns + ", now()",
 		// DELETE waits for a concurrent writer's row lock and returns the
 		// row as that writer left it; no row means no session to move.
 		rekey: "WITH old AS (DELETE FROM " + t + " WHERE id = $1 AND " + live + " AND " + rekey.fits +
@@ -229,8 +234,16 @@ func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) err
 	return nil
 }
 
-// Apply implements Store in one UPDATE.
+// Apply implements Store in one UPDATE; one that changes nothing but the
+// deadlines (a touch) writes only those.
 func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+	if change.touchOnly() {
+		rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.touch, key, change.IdleTimeout.Microseconds()), false)
+		if err != nil {
+			return nil, s.fail(ctx, "touch", err)
+		}
+		return rec, nil
+	}
 	args, err := changeArgs(change)
 	if err != nil {
 		return nil, err
@@ -301,38 +314,68 @@ func changeArgs(change Change) ([]any, error) {
 		change.SessionIdleTimeout != nil, idle, change.MaxSize}, nil
 }
 
-// Modify implements Store in one transaction holding the row lock from
-// SELECT ... FOR UPDATE until the new values commit.
+// Modify implements Store in one transaction of two round trips: BEGIN
+// and the row's read under FOR UPDATE go together, fn runs, then the
+// UPDATE and COMMIT go together. The row lock is held only across fn.
 func (s *PostgresStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
-	var rec *Record
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		rec, err = scanRecord(tx.QueryRow(ctx, s.statement.lockForUpdate, key), true)
-		if err != nil {
-			return err
-		}
-		if err := fn(rec); err != nil {
-			return &callbackError{err}
-		}
-		data, err := encodeValues(rec.Values)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
-			rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
-		return err
-	})
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, "update", err)
+	}
+	// A connection left inside the transaction by an error goes back to
+	// the pool, which closes it rather than reuse it (pgxpool checks the
+	// transaction status on Release).
+	defer conn.Release()
+	rec, err := s.modify(ctx, conn.Conn(), key, fn)
 	if cb, ok := errors.AsType[*callbackError](err); ok {
 		return nil, cb.err
 	}
 	if err != nil {
-		// BeginFunc returns the callback's error as it is: this is the one
-		// place Modify's database errors become the Store's.
 		return nil, s.fail(ctx, "update", err)
 	}
 	rec.LastSeen = rec.LoadedAt
-	// The caller gets its own copy: fn may have kept rec.
-	return clone(rec), nil
+	return rec, nil
+}
+
+// modify is Modify on one connection. Any error leaves the transaction
+// rolled back, or the connection for the pool to close.
+func (s *PostgresStore) modify(ctx context.Context, conn *pgx.Conn, key string, fn func(*Record) error) (*Record, error) {
+	var rec *Record
+	read := &pgx.Batch{}
+	read.Queue("BEGIN")
+	read.Queue(s.statement.lockForUpdate, key).QueryRow(func(row pgx.Row) error {
+		var err error
+		rec, err = scanRecord(row, true)
+		return err
+	})
+	if err := conn.SendBatch(ctx, read).Close(); err != nil {
+		return nil, rollback(ctx, conn, err)
+	}
+	if err := fn(rec); err != nil {
+		return nil, rollback(ctx, conn, &callbackError{err})
+	}
+	data, err := encodeValues(rec.Values)
+	if err != nil {
+		return nil, rollback(ctx, conn, err)
+	}
+	write := &pgx.Batch{}
+	write.Queue(s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
+		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
+	write.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, write).Close(); err != nil {
+		return nil, rollback(ctx, conn, err)
+	}
+	return rec, nil
+}
+
+// rollback ends the transaction modify began and returns err. When the
+// rollback cannot be sent (the context is done, the connection broken), the
+// connection stays inside the transaction and the pool closes it.
+func rollback(ctx context.Context, conn *pgx.Conn, err error) error {
+	if ctx.Err() == nil && conn.PgConn().TxStatus() != 'I' {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+	}
+	return err
 }
 
 // callbackError carries the error of Modify's fn through the transaction,
