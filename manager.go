@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/smartscheduler/session/internal/prune"
 )
 
 // Manager loads and saves sessions around each request it wraps. Build one
@@ -183,10 +185,6 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 	return infos, nil
 }
 
-// pruneBatch is how many expired sessions one Pruner.Prune call deletes:
-// small enough that each call is short, however large the backlog.
-const pruneBatch = 1000
-
 // pruneLoop deletes expired sessions every PruneInterval, jittered by up to
 // a fifth so that instances started together do not prune together.
 func (m *Manager) pruneLoop(ctx context.Context, pruner Pruner) {
@@ -209,18 +207,16 @@ func (m *Manager) pruneLoop(ctx context.Context, pruner Pruner) {
 }
 
 // prune deletes every expired session in batches, each bounded by
-// StoreTimeout, and returns how many it deleted.
+// StoreTimeout (see package prune), and returns how many it deleted.
 func (m *Manager) prune(ctx context.Context, pruner Pruner) (int, error) {
-	total := 0
-	for {
-		batch, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
-		pruned, err := pruner.Prune(batch, pruneBatch)
-		cancel()
-		total += len(pruned)
-		if err != nil || len(pruned) < pruneBatch {
-			return total, err
+	return prune.Run(ctx, m.cfg.StoreTimeout, func(ctx context.Context, limit int) (int, error) {
+		pruned, err := pruner.Prune(ctx, limit)
+		return len(pruned), err
+	}, func(r prune.Report) {
+		if r.Slow {
+			m.logger.Warn("session: a batch of pruning took longer than SESSION_STORE_TIMEOUT: the database answers, but slowly; going on with smaller batches", "deleted", r.Deleted, "batch", r.Batch)
 		}
-	}
+	})
 }
 
 // DefaultErrorHandler answers 503 Service Unavailable when the store could

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/defaults"
+	prunepkg "github.com/smartscheduler/session/internal/prune"
 	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
 )
@@ -145,7 +146,9 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, name string) (migratio
 	return migrations.Check(ctx, pool, t)
 }
 
-// withTable runs fn on the session table, reporting a failure as name's.
+// withTable runs fn on the session table, which it opens within --timeout,
+// with a context bounded by it too; work that bounds its own steps (prune)
+// keeps to the command's context instead. A failure is reported as name's.
 func withTable(ctx context.Context, name string, env func(string) (string, bool), flags databaseFlags, stderr io.Writer, fn func(context.Context, *table) error) int {
 	cfg, err := databaseConfig(env, flags)
 	if err == nil {
@@ -287,34 +290,51 @@ func migrationStatus(ctx context.Context, pool *pgxpool.Pool, table migrations.T
 }
 
 func runPrune(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	fs := newFlags("prune", "[--env-file FILE]", `
-Deletes expired sessions now, in small batches, and prints how many. The
-app already does this every SESSION_PRUNE_INTERVAL; run it when "sessionctl
+	fs := newFlags("prune", "[--env-file FILE] [--timeout D]", `
+Deletes expired sessions now, in batches, however many there are, and
+prints how many. Progress (rows deleted, rate) goes to stderr every second.
+Each batch is bounded by --timeout, never the whole run: a batch that takes
+longer means a slow database (locks, I/O), so the batches get smaller and
+the run goes on; only a database that does not answer stops it. The app
+already prunes every SESSION_PRUNE_INTERVAL; run this when "sessionctl
 stats" shows expired rows piling up. Only one process prunes a table at a
-time: if an app instance is pruning right now, this deletes nothing.`)
+time: while an app instance is pruning, this deletes nothing.`)
 	flags := addDatabaseFlags(fs)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	return withTable(ctx, "prune", env, flags, stderr, func(ctx context.Context, t *table) error {
-		n := 0
-		for {
-			pruned, err := t.store.Prune(ctx, pruneBatch)
-			n += len(pruned)
-			if err != nil {
-				return err
-			}
-			if len(pruned) < pruneBatch {
-				break
-			}
-		}
-		fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s.\n", n, t.name)
-		return nil
+	// Each batch is bounded by --timeout, not the whole run: prune keeps to
+	// the command's own context.
+	return withTable(ctx, "prune", env, flags, stderr, func(_ context.Context, t *table) error {
+		return prune(ctx, t, *flags.timeout, stdout, stderr)
 	})
 }
 
-// pruneBatch is how many rows one prune statement deletes.
-const pruneBatch = 1000
+// prune deletes every expired session of t (see package prune), reporting
+// progress to progress once a second and each slow batch as it comes.
+func prune(ctx context.Context, t *table, timeout time.Duration, stdout, progress io.Writer) error {
+	start := time.Now()
+	reported := start
+	total, err := prunepkg.Run(ctx, timeout, func(ctx context.Context, limit int) (int, error) {
+		pruned, err := t.store.Prune(ctx, limit)
+		return len(pruned), err
+	}, func(r prunepkg.Report) {
+		now := time.Now()
+		switch {
+		case r.Slow:
+			fmt.Fprintf(progress, "a batch took longer than --timeout %s: the database answers, but slowly (locks, I/O, the load); going on with batches of %d\n", timeout, r.Batch)
+		case now.Sub(reported) >= time.Second:
+			fmt.Fprintf(progress, "pruned %d so far (%.0f/s)\n", r.Deleted, float64(r.Deleted)/now.Sub(start).Seconds())
+			reported = now
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%w (%d pruned)", err, total)
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s in %s (%.0f/s).\n", total, t.name, elapsed.Round(time.Millisecond), float64(total)/max(elapsed.Seconds(), 1e-3))
+	return nil
+}
 
 func runStats(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("stats", "[--json] [--env-file FILE]", `

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,48 @@ func TestDatabaseCommandsNeedPostgres(t *testing.T) {
 				t.Errorf("%s: %v: exit %d, stderr %q; want 1 and %q", tt.name, args, code, stderr, tt.want)
 			}
 		}
+	}
+}
+
+// TestPruneSlowBatchesGoOn: a backlog whose batches each take longer than
+// --timeout is pruned to the end in smaller batches, reported as a slow
+// database, never as an outage. Before, the whole run was one --timeout
+// and ended with "store unavailable: timeout" half-way through.
+func TestPruneSlowBatchesGoOn(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitOK {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	pool, err := pgxpool.New(t.Context(), env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	table := env["SESSION_TABLE"]
+	schema, _, _ := strings.Cut(table, ".")
+	const expired = 600
+	for _, sql := range []string{
+		"INSERT INTO " + table + " (id, data, persistent, created_at, expires_at) SELECT 'expired-' || i, '{}', true, now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 600) i",
+		"INSERT INTO " + table + " (id, data, persistent, created_at, expires_at) VALUES ('live', '{}', true, now(), now() + interval '1 hour')",
+		// Every deleted row costs 2ms: a batch of 1000 takes 2s, of 125
+		// a quarter of a second.
+		"CREATE FUNCTION " + schema + ".slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN OLD; END $$",
+		"CREATE TRIGGER slow_delete BEFORE DELETE ON " + table + " FOR EACH ROW EXECUTE FUNCTION " + schema + ".slow_delete()",
+	} {
+		if _, err := pool.Exec(t.Context(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	stdout, stderr, code := sessionctl(t, env, "prune", "--timeout", "700ms")
+	if code != exitOK || !strings.Contains(stdout, fmt.Sprintf("Pruned %d expired session(s)", expired)) {
+		t.Fatalf("prune: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "slowly") || strings.Contains(stderr+stdout, "unavailable") {
+		t.Errorf("prune of slow batches reported:\n%s%s\nwant them called slow, not an outage", stdout, stderr)
+	}
+	var left int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&left); err != nil || left != 1 {
+		t.Errorf("%d rows left (%v); want only the live one", left, err)
 	}
 }
