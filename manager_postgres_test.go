@@ -397,3 +397,32 @@ func TestPostgresUpdateRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresWritesStayHOT: writes to a busy session with an idle timeout
+// change no indexed column (the idle expiry slides once per TouchInterval,
+// not at every write), so PostgreSQL makes them HOT updates: no new index
+// entries, no index bloat. Before issue 13 every write slid the expiry and
+// none was HOT.
+func TestPostgresWritesStayHOT(t *testing.T) {
+	t.Parallel()
+	a := startPostgresInstance(t, pgtest.Schema(t), session.Config{IdleTimeout: 30 * time.Minute}, appHandler())
+	c := a.client(t)
+	fetchOK(t, c, a.URL+"/set?n=0")
+	const writes = 20
+	for i := range writes {
+		fetchOK(t, c, fmt.Sprintf("%s/set?n=%d", a.URL, i+1))
+	}
+	var updates, hot int64
+	admin := pgtest.Pool(t)
+	// The server publishes its statistics a moment after each transaction.
+	waitFor(t, "the table's statistics to count the writes", 10*time.Second, func() bool {
+		err := admin.QueryRow(t.Context(), "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = $1::regclass", a.table).Scan(&updates, &hot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return updates >= writes
+	})
+	if hot != updates {
+		t.Errorf("%d of %d writes were HOT updates; want all", hot, updates)
+	}
+}

@@ -438,6 +438,7 @@ func (s *state) update(ctx context.Context, fn func(*Record) error) error {
 func (s *state) modify(ctx context.Context, fn func(*Record) error) (found bool, err error) {
 	pending := s.pending
 	pending.IdleTimeout = s.b.cfg.IdleTimeout
+	pending.TouchInterval = s.b.cfg.TouchInterval
 	unread := s.status == unread
 	bounded, cancel := s.b.bound(ctx)
 	defer cancel()
@@ -509,6 +510,7 @@ func (s *state) save(ctx context.Context) error {
 func (s *state) apply(ctx context.Context) error {
 	change := s.pending
 	change.IdleTimeout = s.b.cfg.IdleTimeout
+	change.TouchInterval = s.b.cfg.TouchInterval
 	change.MaxSize = s.b.cfg.MaxSize
 	bounded, cancel := s.b.bound(ctx)
 	defer cancel()

@@ -221,6 +221,13 @@ type Change struct {
 	// neither it leaves IdleExpiry alone. Rekey ignores it: its fresh
 	// record brings the deadlines.
 	IdleTimeout time.Duration
+	// TouchInterval, when positive, holds the slide back until at least
+	// this much of the idle window has passed: a write soon after the last
+	// slide leaves IdleExpiry as it is (unless the slide would bring it
+	// forward, as a shorter idle timeout does). Writes to a busy session then
+	// change no indexed column, which keeps them cheap (PostgreSQL: HOT
+	// updates) and the cookie unchanged.
+	TouchInterval time.Duration
 	// MaxSize, when positive, makes the store refuse with ErrTooLarge, and
 	// store nothing, when a change that sets values would leave them
 	// encoding to more than MaxSize bytes as a JSON object (as the store
@@ -266,7 +273,10 @@ func (c *Change) applyTo(rec *Record, now time.Time) error {
 		rec.IdleTimeout = *c.SessionIdleTimeout
 	}
 	if idle := cmp.Or(rec.IdleTimeout, c.IdleTimeout); idle > 0 {
-		rec.IdleExpiry = now.Add(idle)
+		slid := now.Add(idle)
+		if rec.IdleExpiry.IsZero() || rec.IdleExpiry.After(slid) || slid.Sub(rec.IdleExpiry) >= c.TouchInterval {
+			rec.IdleExpiry = slid
+		}
 	}
 	if !rec.IdleExpiry.IsZero() && rec.IdleExpiry.After(rec.Expiry) {
 		rec.IdleExpiry = rec.Expiry

@@ -138,8 +138,9 @@ func change(rec *session.Record, c session.Change, slide bool) error {
 	if idle == 0 {
 		idle = c.IdleTimeout
 	}
-	if slide && idle > 0 {
-		rec.IdleExpiry = rec.LoadedAt.Add(idle)
+	if to := rec.LoadedAt.Add(idle); slide && idle > 0 &&
+		(rec.IdleExpiry.IsZero() || rec.IdleExpiry.After(to) || to.Sub(rec.IdleExpiry) >= c.TouchInterval) {
+		rec.IdleExpiry = to
 	}
 	if !rec.IdleExpiry.IsZero() && rec.IdleExpiry.After(rec.Expiry) {
 		rec.IdleExpiry = rec.Expiry

@@ -90,6 +90,19 @@ func newChangeSQL(first int) changeSQL {
 	}
 }
 
+// slide is the idle expiry after a write or a touch: the database's clock
+// plus the session's own idle timeout (own), or the configured one
+// (configured, in microseconds), once at least touchInterval (also in
+// microseconds) of the idle window has passed; otherwise, or without an
+// idle timeout of either kind, it is left as it is, so that the UPDATE
+// changes no indexed column and stays a HOT update.
+func slide(own, configured, touchInterval string) string {
+	to := "(now() + COALESCE(" + own + ", NULLIF(" + configured + "::bigint, 0)" + micros + "))"
+	return "CASE WHEN " + to + " IS NULL THEN idle_expires_at" +
+		" WHEN idle_expires_at IS NULL OR idle_expires_at > " + to + " OR idle_expires_at <= " + to + " - " + touchInterval + "::bigint" + micros + " THEN " + to +
+		" ELSE idle_expires_at END"
+}
+
 func newStatements(t string) statements {
 	const stored = "data, user_id, persistent, created_at, expires_at, idle_timeout, idle_expires_at, last_seen, user_agent, ip"
 	apply := newChangeSQL(2)
@@ -97,8 +110,8 @@ func newStatements(t string) statements {
 	// The idle expiry slides by the row's own idle timeout, or the
 	// configured one ($12); without either it keeps its value. Either way
 	// it never passes the absolute expiry.
-	slid := "COALESCE(now() + COALESCE(" + apply.idleTimeout + ", NULLIF($12::bigint, 0)" + micros + "), idle_expires_at)"
-	slidOwn := "COALESCE(now() + COALESCE(idle_timeout, NULLIF($2::bigint, 0)" + micros + "), idle_expires_at)"
+	slid := slide(apply.idleTimeout, "$12", "$13")
+	slidOwn := slide("idle_timeout", "$2", "$3")
 	return statements{
 		load:   "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
 		insert: "INSERT INTO " + t + " (id, " + stored + ") VALUES ($1, $2, $3, $4, $5, $6, $7" + micros + ", $8, $9, $10, $11)",
@@ -238,7 +251,7 @@ func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) err
 // deadlines (a touch) writes only those.
 func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	if change.touchOnly() {
-		rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.touch, key, change.IdleTimeout.Microseconds()), false)
+		rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.touch, key, change.IdleTimeout.Microseconds(), change.TouchInterval.Microseconds()), false)
 		if err != nil {
 			return nil, s.fail(ctx, "touch", err)
 		}
@@ -248,7 +261,7 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 	if err != nil {
 		return nil, err
 	}
-	args = append(append([]any{key}, args...), change.IdleTimeout.Microseconds())
+	args = append(append([]any{key}, args...), change.IdleTimeout.Microseconds(), change.TouchInterval.Microseconds())
 	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.apply, args...), false)
 	if err != nil {
 		return nil, s.missing(ctx, "apply", key, change, err)

@@ -79,6 +79,7 @@ var cases = []testCase{
 	{"UpdateConcurrent", testModifyConcurrent},
 	{"ApplyWithoutValuesTouches", testTouch},
 	{"ApplyLifetimes", testApplyLifetimes},
+	{"ApplyHoldsTheSlideBack", testApplyHoldsTheSlideBack},
 	{"ApplyMaxSize", testApplyMaxSize},
 	{"RekeyKeepsExpiry", testRekeyKeepsExpiry},
 	{"RekeyMaxSize", testRekeyMaxSize},
@@ -644,6 +645,30 @@ func testApplyLifetimes(t *testing.T, s session.Store) {
 		t.Fatalf("Apply without idle timeout: %v", err)
 	}
 	checkTime(t, "IdleExpiry without idle timeout", got.IdleExpiry, time.Time{})
+}
+
+// testApplyHoldsTheSlideBack: with a TouchInterval, a write soon after the
+// last slide leaves the idle expiry where it is; one after enough of the
+// idle window slides it.
+func testApplyHoldsTheSlideBack(t *testing.T, s session.Store) {
+	recent := newRecord("user-1", nil)
+	recent.IdleExpiry = time.Now().Add(50 * time.Minute)
+	key := insert(t, s, recent)
+	change := session.Change{Set: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, IdleTimeout: time.Hour, TouchInterval: 20 * time.Minute}
+	got, err := s.Apply(ctx(t), key, change)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry 10 minutes after a slide", got.IdleExpiry, recent.IdleExpiry)
+
+	due := newRecord("user-1", nil)
+	due.IdleExpiry = time.Now().Add(30 * time.Minute)
+	key = insert(t, s, due)
+	got, err = s.Apply(ctx(t), key, change)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry 30 minutes after a slide", got.IdleExpiry, got.LoadedAt.Add(time.Hour))
 }
 
 // testApplyMaxSize: a change that would take the values over MaxSize is
