@@ -113,6 +113,16 @@ type Config struct {
 	// (X-Forwarded-Proto). The default is none: the peer address is the
 	// client's, and only TLS to this server is HTTPS.
 	TrustedProxies []netip.Prefix
+
+	// MaxPerUser caps how many sessions one user may have at once
+	// (SESSION_MAX_PER_USER): a sign-in that would exceed it ends the
+	// user's least recently seen sessions. The default is 0: no cap.
+	MaxPerUser int
+
+	// MaxLifetime is the longest lifetime Session.SetLifetime may give a
+	// session, absolute or idle (SESSION_MAX_LIFETIME): "remember me for 90
+	// days" needs it raised on purpose. The default is Lifetime.
+	MaxLifetime time.Duration
 }
 
 // Defaults for Config fields left at their zero value; each field's
@@ -145,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PruneInterval == 0 {
 		c.PruneInterval = defaultPruneInterval
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = c.Lifetime
 	}
 	return c
 }
@@ -254,6 +267,15 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 			c.MaxSize = n
 		}
 	}
+	parseDuration("SESSION_MAX_LIFETIME", &c.MaxLifetime)
+	if v := get("SESSION_MAX_PER_USER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("SESSION_MAX_PER_USER", fmt.Sprintf("is %q, not a number of sessions", v), "set it to how many sessions one user may have at once, or leave it unset for no cap")
+		} else {
+			c.MaxPerUser = n
+		}
+	}
 	if v := get("SESSION_TRUSTED_PROXIES"); v != "" {
 		for entry := range strings.SplitSeq(v, ",") {
 			prefix, err := parsePrefix(strings.TrimSpace(entry))
@@ -281,6 +303,52 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()), nil
+}
+
+// clientIP is the address of the client that sent r: the peer, or when the
+// peer is one of TrustedProxies, the nearest address the proxies report
+// that is not one of them (X-Forwarded-For, else Forwarded's for=). It is
+// what a "your devices" page shows, so it never trusts what an untrusted
+// client says.
+func (c *Config) clientIP(r *http.Request) string {
+	peer, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		peer = r.RemoteAddr
+	}
+	if !c.trusted(r.RemoteAddr) {
+		return peer
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for hop := range strings.SplitSeq(v, ",") {
+			hops = append(hops, strings.TrimSpace(hop))
+		}
+	}
+	if len(hops) == 0 {
+		for _, v := range r.Header.Values("Forwarded") {
+			for element := range strings.SplitSeq(v, ",") {
+				for pair := range strings.SplitSeq(element, ";") {
+					if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "for") {
+						val = strings.Trim(val, `"`)
+						if host, _, err := net.SplitHostPort(val); err == nil {
+							val = host
+						}
+						hops = append(hops, strings.Trim(val, "[]"))
+					}
+				}
+			}
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		addr, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return peer // a hop we cannot read: trust nothing beyond it
+		}
+		if !c.trusted(net.JoinHostPort(addr.String(), "0")) {
+			return addr.Unmap().String()
+		}
+	}
+	return peer
 }
 
 // trusted reports whether remoteAddr (as http.Request.RemoteAddr has it)

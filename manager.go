@@ -18,8 +18,7 @@ import (
 // shutdown. A Manager is safe for concurrent use.
 type Manager struct {
 	backend
-	users        UserIndex // nil when the store has no user index
-	closeStore   func()    // set when New opened the store, so Close closes it
+	closeStore   func() // set when New opened the store, so Close closes it
 	codec        *cookieCodec
 	cookies      cookieTemplate
 	errorHandler func(http.ResponseWriter, *http.Request, error)
@@ -95,6 +94,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		}
 	}
 	m.users, _ = m.store.(UserIndex)
+	if m.events != nil {
+		m.events.logger = m.logger
+		m.events.start()
+	}
 	pruneCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopPruning = stop
 	if pruner, ok := m.store.(Pruner); ok {
@@ -128,6 +131,9 @@ func (m *Manager) Close() {
 	m.closeOnce.Do(func() {
 		m.stopPruning()
 		m.pruning.Wait()
+		if m.events != nil {
+			m.events.stop()
+		}
 		if m.closeStore != nil {
 			m.closeStore()
 		}
@@ -147,6 +153,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("session: revoking sessions of a user: %w", err)
 	}
+	m.events.emit("revoked", m.now(), ended...)
 	return len(ended), nil
 }
 
@@ -154,8 +161,12 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 func (m *Manager) RevokeSession(ctx context.Context, key string) error {
 	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	if _, err := m.store.Destroy(ctx, key); err != nil {
+	info, err := m.store.Destroy(ctx, key)
+	if err != nil {
 		return fmt.Errorf("session: revoking a session: %w", err)
+	}
+	if info != nil {
+		m.events.emit("revoked", m.now(), *info)
 	}
 	return nil
 }
@@ -211,6 +222,7 @@ func (m *Manager) pruneLoop(ctx context.Context, pruner Pruner) {
 func (m *Manager) prune(ctx context.Context, pruner Pruner) (int, error) {
 	return prune.Run(ctx, m.cfg.StoreTimeout, func(ctx context.Context, limit int) (int, error) {
 		pruned, err := pruner.Prune(ctx, limit)
+		m.events.emit("expired", m.now(), pruned...)
 		return len(pruned), err
 	}, func(r prune.Report) {
 		if r.Slow {

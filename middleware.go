@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // Handler wraps next so that every request carries a Session
@@ -58,7 +59,7 @@ func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 		m.logger.WarnContext(r.Context(), warning)
 	}
 	st := &rq.state
-	st.init(&m.backend, presented)
+	st.init(&m.backend, presented, device{userAgent: userAgent(r), ip: m.cfg.clientIP(r)})
 	r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
 	rq.session = Session{sessionState: st, ctx: r.Context()}
 	st.session = &rq.session
@@ -116,6 +117,24 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 	}
 	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 	return nil
+}
+
+// maxUserAgent bounds what a session keeps of the User-Agent header: enough
+// for any real browser's, not an arbitrary client's megabyte.
+const maxUserAgent = 512
+
+// userAgent is r's User-Agent, cut to maxUserAgent bytes on a character
+// boundary.
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) <= maxUserAgent {
+		return ua
+	}
+	cut := maxUserAgent
+	for cut > 0 && !utf8.RuneStart(ua[cut]) {
+		cut--
+	}
+	return ua[:cut]
 }
 
 // viaHTTPS reports whether r reached the site over HTTPS: TLS to this

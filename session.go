@@ -329,6 +329,58 @@ func (s *Session) Renew() error {
 	return nil
 }
 
+// RevokeOthers ends every other session of the session's user at once, on
+// every instance ("sign out other devices", after a password change), and
+// returns how many ended; this one stays. An anonymous session has none.
+// It returns ErrNotSupported when the store has no UserIndex.
+func (s *Session) RevokeOthers() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.read(s.ctx); err != nil {
+		return 0, err
+	}
+	user := s.userID()
+	switch {
+	case s.b.users == nil:
+		return 0, fmt.Errorf("session: revoking the other sessions of a user: %w", ErrNotSupported)
+	case user == "":
+		return 0, nil
+	}
+	ctx, cancel := s.b.bound(s.ctx)
+	defer cancel()
+	ended, err := s.b.users.DestroyUser(ctx, user, s.key)
+	if err != nil {
+		return 0, fmt.Errorf("session: revoking the other sessions of a user: %w", err)
+	}
+	s.b.events.emit("revoked", s.b.now(), ended...)
+	return len(ended), nil
+}
+
+// SetLifetime gives the session lifetimes of its own: absolute, counted
+// from its sign-in (or its creation), after which it ends however active,
+// and idle, after which an unused session ends. Zero keeps the configured
+// one. Shorter suits an administrator's session, longer a "remember me";
+// neither may exceed Config.MaxLifetime (SESSION_MAX_LIFETIME), which
+// defaults to Config.Lifetime: a longer session is one the configuration
+// allows on purpose. The store keeps them, pruning and Deadline honour
+// them, and a renewal or a sign-in in the same request keeps them.
+func (s *Session) SetLifetime(absolute, idle time.Duration) error {
+	limit := s.b.cfg.MaxLifetime
+	switch {
+	case absolute < 0 || idle < 0:
+		return errors.New("session: SetLifetime: a lifetime cannot be negative")
+	case absolute > limit || idle > limit:
+		return fmt.Errorf("session: SetLifetime(%s, %s) exceeds the longest lifetime allowed, %s: raise SESSION_MAX_LIFETIME to allow it", absolute, idle, limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.change(s.ctx); err != nil {
+		return err
+	}
+	s.lifetime.absolute, s.lifetime.idle = absolute, idle
+	return nil
+}
+
 // Destroy ends the session: it is deleted from the store now, and the
 // response clears the cookie. A value set afterwards in the same request
 // starts a new, empty session (a "signed out" flash message, say).

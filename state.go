@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,10 @@ type backend struct {
 	cfg    Config
 	now    func() time.Time
 	logger *slog.Logger
+	// users is the store's user index, or nil.
+	users UserIndex
+	// events tells the WithEvents hook, or is nil.
+	events *eventQueue
 	// importer adopts sessions another system issued, or is nil.
 	importer importer
 }
@@ -79,6 +84,12 @@ func (b *backend) logCorrupt(ctx context.Context, key string, err error) {
 		"store_key_prefix", key[:min(len(key), 12)], "error", err)
 }
 
+// lastSeenInterval is how often a session read but not changed has its
+// LastSeen moved, when no idle timeout slides it more often: a "your
+// devices" page shows "active 5 minutes ago" at worst this stale, for one
+// small write per session per interval.
+const lastSeenInterval = 5 * time.Minute
+
 // newRecord returns an empty record for a session created at now, in the
 // store's clock.
 func (b *backend) newRecord(now time.Time) *Record {
@@ -95,6 +106,8 @@ func (b *backend) newRecord(now time.Time) *Record {
 type state struct {
 	b         *backend
 	presented credential
+	// device describes the client, for the records this request creates.
+	device device
 
 	status status
 	err    error // why the store could not answer, with status failed
@@ -128,6 +141,9 @@ type state struct {
 	// applied, as one Change; renew asks for a new token at the save.
 	pending Change
 	renew   bool
+	// lifetime is the session's own lifetime, asked for by SetLifetime and
+	// set at the save, from the session's creation or its sign-in.
+	lifetime struct{ absolute, idle time.Duration }
 	// sent is the deadline and persistence the presented cookie carries,
 	// as the load found them, so the save re-sends the cookie only when
 	// they move. Unknown (known false) for a session never read.
@@ -138,9 +154,14 @@ type state struct {
 	}
 }
 
-func (s *state) init(b *backend, presented credential) {
+// device is what a session records of the client that created or renewed
+// it: its user agent and address (see Config.TrustedProxies).
+type device struct{ userAgent, ip string }
+
+func (s *state) init(b *backend, presented credential, client device) {
 	s.b = b
 	s.presented = presented
+	s.device = client
 	if presented.token != "" {
 		s.token, s.key = presented.token, storeKey(presented.token)
 	}
@@ -151,12 +172,33 @@ func (s *state) init(b *backend, presented credential) {
 func (s *state) resetPending() {
 	s.pending = Change{}
 	s.renew = false
+	s.lifetime.absolute, s.lifetime.idle = 0, 0
 }
 
 // dirty reports whether the save has anything to write.
 func (s *state) dirty() bool {
 	p := &s.pending
-	return s.renew || p.changesValues() || p.UserID != nil || p.Persistent != nil || !p.Expiry.IsZero() || p.SessionIdleTimeout != nil
+	return s.renew || p.changesValues() || p.UserID != nil || p.Persistent != nil || s.lifetime.absolute > 0 || s.lifetime.idle > 0
+}
+
+// fresh returns a new record for this request's client, created now.
+func (s *state) fresh() *Record {
+	rec := s.b.newRecord(s.storeNow())
+	rec.UserAgent, rec.IP = s.device.userAgent, s.device.ip
+	return rec
+}
+
+// withLifetime puts the lifetime SetLifetime asked for into rec, counted
+// from base: a new session's creation, a sign-in, or for a stored session
+// its own creation.
+func (s *state) withLifetime(change *Change, base time.Time) {
+	if s.lifetime.absolute > 0 {
+		change.Expiry = base.Add(s.lifetime.absolute)
+	}
+	if s.lifetime.idle > 0 {
+		idle := s.lifetime.idle
+		change.SessionIdleTimeout = &idle
+	}
 }
 
 // storeNow is the store's clock as far as this request knows it: the time
@@ -362,10 +404,19 @@ func pendingOr[T any](pending *T, stored T) T {
 // deadline is when the session ends if nothing else happens, in the
 // store's clock. Called after read.
 func (s *state) deadline() time.Time {
-	if s.rec == nil {
-		return s.b.newRecord(s.storeNow()).deadline()
+	rec := s.rec
+	if rec == nil {
+		rec = s.b.newRecord(s.storeNow())
 	}
-	return s.rec.deadline()
+	var lifetime Change
+	s.withLifetime(&lifetime, rec.Created)
+	if lifetime.Expiry.IsZero() && lifetime.SessionIdleTimeout == nil {
+		return rec.deadline()
+	}
+	future := *rec
+	lifetime.IdleTimeout = s.b.cfg.IdleTimeout
+	_ = lifetime.applyTo(&future, s.storeNow())
+	return future.deadline()
 }
 
 // destroy deletes the stored session, if any, without reading it first.
@@ -381,11 +432,14 @@ func (s *state) destroy(ctx context.Context) error {
 			continue
 		}
 		bounded, cancel := s.b.bound(ctx)
-		_, err := s.b.store.Destroy(bounded, key)
+		info, err := s.b.store.Destroy(bounded, key)
 		cancel()
 		if err != nil {
 			s.unsaved = fmt.Errorf("session: destroying: %w", err)
 			return s.unsaved
+		}
+		if info != nil {
+			s.b.events.emit("destroyed", s.b.now(), *info)
 		}
 	}
 	s.unreadable = ""
@@ -446,6 +500,7 @@ func (s *state) modify(ctx context.Context, fn func(*Record) error) (found bool,
 		if unread {
 			s.sent.known, s.sent.deadline, s.sent.persistent = true, rec.deadline(), rec.Persistent
 		}
+		s.withLifetime(&pending, rec.Created)
 		if err := pending.applyTo(rec, rec.LoadedAt); err != nil {
 			return err
 		}
@@ -512,6 +567,9 @@ func (s *state) apply(ctx context.Context) error {
 	change.IdleTimeout = s.b.cfg.IdleTimeout
 	change.TouchInterval = s.b.cfg.TouchInterval
 	change.MaxSize = s.b.cfg.MaxSize
+	if s.rec != nil {
+		s.withLifetime(&change, s.rec.Created)
+	}
 	bounded, cancel := s.b.bound(ctx)
 	defer cancel()
 	rec, err := s.b.store.Apply(bounded, s.key, change)
@@ -542,16 +600,17 @@ func (s *state) apply(ctx context.Context) error {
 }
 
 // touchIfDue slides the idle expiry of an unchanged session, with an Apply
-// that changes no value, once TouchInterval of the idle window has passed.
+// that changes no value, once TouchInterval of the idle window has passed;
+// without an idle timeout it moves LastSeen once per lastSeenInterval.
 func (s *state) touchIfDue(ctx context.Context) error {
-	idle := s.b.cfg.IdleTimeout
-	if s.rec.IdleTimeout > 0 {
-		idle = s.rec.IdleTimeout
-	}
-	if idle <= 0 || s.rec.IdleExpiry.IsZero() {
-		return nil
-	}
 	now := s.storeNow()
+	idle := cmp.Or(s.rec.IdleTimeout, s.b.cfg.IdleTimeout)
+	if idle <= 0 || s.rec.IdleExpiry.IsZero() {
+		if now.Sub(s.rec.LastSeen) < lastSeenInterval {
+			return nil
+		}
+		return s.apply(ctx)
+	}
 	sinceTouch := idle - s.rec.IdleExpiry.Sub(now)
 	next := minTime(now.Add(idle), s.rec.Expiry)
 	if sinceTouch < s.b.cfg.TouchInterval || !next.After(s.rec.IdleExpiry) {
@@ -569,17 +628,28 @@ func (s *state) store(ctx context.Context) error {
 	}
 	token := newToken()
 	key := storeKey(token)
-	fresh := s.b.newRecord(s.storeNow())
+	fresh := s.fresh()
 	change := s.pending
 	change.MaxSize = s.b.cfg.MaxSize
-	if !s.signingIn() {
+	signingIn := s.signingIn()
+	if signingIn {
+		s.withLifetime(&change, fresh.Created)
+	} else {
 		// A renewal keeps the session's absolute deadline: renewing every so
 		// often must not keep a session alive for ever. Only a sign-in
 		// starts a new lifetime.
 		fresh.Expiry = time.Time{}
+		s.withLifetime(&change, s.rec.Created)
 	}
-	if own := s.rec.IdleTimeout; own > 0 {
-		fresh.IdleExpiry = fresh.Created.Add(own)
+	if !change.Expiry.IsZero() {
+		fresh.Expiry = change.Expiry
+	}
+	idle := s.rec.IdleTimeout
+	if change.SessionIdleTimeout != nil {
+		idle = *change.SessionIdleTimeout
+	}
+	if idle > 0 {
+		fresh.IdleExpiry = fresh.Created.Add(idle)
 	}
 	bounded, cancel := s.b.bound(ctx)
 	defer cancel()
@@ -601,7 +671,29 @@ func (s *state) store(ctx context.Context) error {
 	s.token, s.key = token, key
 	s.resetPending()
 	s.takeValues(values)
+	s.b.events.emit("renewed", s.b.now(), moved.info(key))
+	if signingIn {
+		s.signedIn(ctx, moved.info(key))
+	}
 	return nil
+}
+
+// signedIn tells of a sign-in, and keeps its user within Config.MaxPerUser
+// by ending the least recently seen of the user's other sessions.
+func (s *state) signedIn(ctx context.Context, info Info) {
+	s.b.events.emit("signed-in", s.b.now(), info)
+	if s.b.cfg.MaxPerUser <= 0 || s.b.users == nil {
+		return
+	}
+	bounded, cancel := s.b.bound(ctx)
+	defer cancel()
+	evicted, err := s.b.users.TrimUser(bounded, info.UserID, s.b.cfg.MaxPerUser)
+	if err != nil {
+		// The sign-in itself succeeded; the next one trims again.
+		s.b.logger.WarnContext(ctx, "session: could not end the oldest sessions of a user over SESSION_MAX_PER_USER", "error", err)
+		return
+	}
+	s.b.events.emit("evicted", s.b.now(), evicted...)
 }
 
 // insert stores the session, not stored yet, under a new token, with fn
@@ -609,7 +701,16 @@ func (s *state) store(ctx context.Context) error {
 func (s *state) insert(ctx context.Context, fn func(*Record) error) error {
 	token := newToken()
 	key := storeKey(token)
-	fresh := s.b.newRecord(s.storeNow())
+	fresh := s.fresh()
+	var lifetime Change
+	s.withLifetime(&lifetime, fresh.Created)
+	if !lifetime.Expiry.IsZero() {
+		fresh.Expiry = lifetime.Expiry
+	}
+	if lifetime.SessionIdleTimeout != nil {
+		fresh.IdleTimeout = *lifetime.SessionIdleTimeout
+		fresh.IdleExpiry = minTime(fresh.Created.Add(fresh.IdleTimeout), fresh.Expiry)
+	}
 	fresh.Values = maps.Clone(s.values)
 	if fresh.Values == nil {
 		fresh.Values = map[string]json.RawMessage{}
@@ -635,6 +736,10 @@ func (s *state) insert(ctx context.Context, fn func(*Record) error) error {
 	s.token, s.key = token, key
 	s.resetPending()
 	s.takeValues(values)
+	s.b.events.emit("created", s.b.now(), fresh.info(key))
+	if fresh.UserID != "" {
+		s.signedIn(ctx, fresh.info(key))
+	}
 	return nil
 }
 

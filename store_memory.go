@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -185,12 +186,16 @@ func (s *memoryStore) TrimUser(ctx context.Context, userID string, max int) ([]I
 	return infos[max:], nil
 }
 
-// byRecency orders the most recently seen first, as TrimUser keeps them.
+// byRecency orders the most recently seen first, as TrimUser keeps them,
+// ties broken by key so that concurrent trims agree on what to keep.
 func byRecency(a, b Info) int {
 	if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
 		return c
 	}
-	return b.Created.Compare(a.Created)
+	if c := b.Created.Compare(a.Created); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Key, b.Key)
 }
 
 func (s *memoryStore) Prune(ctx context.Context, limit int) ([]Info, error) {
