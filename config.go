@@ -119,6 +119,23 @@ type Config struct {
 	// user's least recently seen sessions. The default is 0: no cap.
 	MaxPerUser int
 
+	// TokenSource is where requests carry their session's token
+	// (SESSION_TOKEN_SOURCE): "cookie", the default, for browsers; "header",
+	// for API, mobile and command-line clients, in TokenHeader, never a
+	// cookie; or "both", where a request's header wins over its cookie and
+	// the response answers in the channel the request used (both for a
+	// new session). A header is never read from the query string.
+	TokenSource string
+
+	// TokenHeader is the header that carries the token when TokenSource is
+	// "header" or "both" (SESSION_TOKEN_HEADER). "Authorization", the
+	// default, uses the Bearer scheme (Authorization: Bearer <token>); any
+	// other name, such as X-Session-Token, carries the token as its value.
+	// A response carries the new token in the same header when one is
+	// issued or renewed, an empty one when the session ended, and nothing
+	// when nothing changed.
+	TokenHeader string
+
 	// MaxLifetime is the longest lifetime Session.SetLifetime may give a
 	// session, absolute or idle (SESSION_MAX_LIFETIME): "remember me for 90
 	// days" needs it raised on purpose. The default is Lifetime.
@@ -158,6 +175,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = c.Lifetime
+	}
+	if c.TokenSource == "" {
+		c.TokenSource = "cookie"
+	}
+	if c.TokenHeader == "" {
+		c.TokenHeader = "Authorization"
 	}
 	return c
 }
@@ -268,6 +291,8 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	parseDuration("SESSION_MAX_LIFETIME", &c.MaxLifetime)
+	c.TokenSource = strings.ToLower(get("SESSION_TOKEN_SOURCE"))
+	c.TokenHeader = get("SESSION_TOKEN_HEADER")
 	if v := get("SESSION_MAX_PER_USER"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -290,6 +315,23 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	return c, errors.Join(problems...)
+}
+
+// validHeaderName reports whether name is an HTTP header field name (a
+// token, RFC 9110), and not one a session must not take over.
+func validHeaderName(name string) bool {
+	switch strings.ToLower(name) {
+	case "cookie", "set-cookie", "host", "content-length", "transfer-encoding":
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		ok := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // parsePrefix reads an IP address, as a one-address prefix, or a CIDR.
@@ -465,6 +507,14 @@ func (c Config) validate(ownStore bool) error {
 	}
 	if err := validateTableName(d.Table); err != nil {
 		bad("SESSION_TABLE", err.Error(), `use "table" or "schema.table" with letters, digits and underscores`)
+	}
+	switch d.TokenSource {
+	case "cookie", "header", "both":
+	default:
+		bad("SESSION_TOKEN_SOURCE", fmt.Sprintf("is %q", c.TokenSource), "set it to cookie (browsers), header (API clients) or both")
+	}
+	if c.TokenHeader != "" && !validHeaderName(c.TokenHeader) {
+		bad("SESSION_TOKEN_HEADER", fmt.Sprintf("is %q, not a header name", c.TokenHeader), "use a name such as X-Session-Token, or Authorization for Bearer tokens")
 	}
 	if c.MaxSize < 0 {
 		bad("SESSION_MAX_SIZE", "is negative", "use a positive number of bytes, or 0 for no cap")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,6 +192,9 @@ type credential struct {
 	// (express-session's connect.sid; see importer), read only when the
 	// request has no native session cookie that verified.
 	legacy string
+	// inHeader reports that the token came in the token header
+	// (Config.TokenHeader) rather than the cookie.
+	inHeader bool
 }
 
 // tokenFrom returns the credential of the request's cookies of our name:
@@ -209,6 +213,28 @@ func (c *cookieCodec) tokenFrom(r *http.Request) credential {
 		presented.foreign = presented.foreign || foreign
 	}
 	return presented
+}
+
+// tokenFromHeader returns the credential the request's token header
+// carries: header's value, or for Authorization the credentials of its
+// Bearer scheme. A missing or empty header is no credential.
+func (c *cookieCodec) tokenFromHeader(r *http.Request, header string) credential {
+	value := r.Header.Get(header)
+	if strings.EqualFold(header, "Authorization") {
+		scheme, credentials, ok := strings.Cut(value, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return credential{refused: value != ""}
+		}
+		value = strings.TrimSpace(credentials)
+	}
+	if value == "" {
+		return credential{}
+	}
+	token, rotated, ok, foreign := c.check(value)
+	if !ok {
+		return credential{refused: true, foreign: foreign, inHeader: true}
+	}
+	return credential{token: token, rotated: rotated, inHeader: true}
 }
 
 // foreignCookies watches for cookies that are well-formed but signed with a

@@ -51,7 +51,7 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 // begin reads the request's cookie, once, and binds rq's session to a copy
 // of r.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
-	presented := m.codec.tokenFrom(r)
+	presented := m.credential(r)
 	if presented.refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
 		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
 	}
@@ -64,6 +64,23 @@ func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 	rq.session = Session{sessionState: st, ctx: r.Context()}
 	st.session = &rq.session
 	return r
+}
+
+// credential reads the request's token from where Config.TokenSource says:
+// the header first, then the cookie.
+func (m *Manager) credential(r *http.Request) credential {
+	var presented credential
+	if m.cfg.TokenSource != "cookie" {
+		presented = m.codec.tokenFromHeader(r, m.cfg.TokenHeader)
+		if presented.token != "" || m.cfg.TokenSource == "header" {
+			return presented
+		}
+	}
+	fromCookie := m.codec.tokenFrom(r)
+	if fromCookie.token == "" && presented.refused {
+		return presented
+	}
+	return fromCookie
 }
 
 // Save stores the changes made to the session of r, a request returned by
@@ -98,24 +115,48 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 	case err != nil:
 		return err
 	}
-	h.Add("Vary", "Cookie")
+	cookie, header := m.cfg.TokenSource != "header", m.cfg.TokenSource != "cookie"
+	if cookie {
+		h.Add("Vary", "Cookie")
+	}
+	if header {
+		h.Add("Vary", m.cfg.TokenHeader)
+	}
 	c := st.outcome()
-	switch {
-	case c.expire:
-		h.Add("Set-Cookie", m.cookies.expired().String())
-	case c.send:
-		value, err := m.codec.sign(c.token)
-		if err != nil {
-			return err
-		}
-		h.Add("Set-Cookie", m.cookies.cookie(value, c.persistent, c.deadline, m.now()).String())
-		if m.cookies.secure && !m.viaHTTPS(r) {
-			m.warnPlainHTTP(r)
-		}
-	default:
+	if !c.expire && !c.send {
 		return nil
 	}
-	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	// Answer in the channel the request used; a new session in every one
+	// the Manager reads.
+	if presented := st.presented; presented.token != "" || presented.refused {
+		cookie, header = cookie && !presented.inHeader, header && presented.inHeader
+	}
+	var value string
+	if c.send {
+		var err error
+		if value, err = m.codec.sign(c.token); err != nil {
+			return err
+		}
+	}
+	if cookie {
+		if c.expire {
+			h.Add("Set-Cookie", m.cookies.expired().String())
+		} else {
+			h.Add("Set-Cookie", m.cookies.cookie(value, c.persistent, c.deadline, m.now()).String())
+			if m.cookies.secure && !m.viaHTTPS(r) {
+				m.warnPlainHTTP(r)
+			}
+		}
+		h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	}
+	if header {
+		// An empty value tells the client to drop the token it holds.
+		if value != "" && strings.EqualFold(m.cfg.TokenHeader, "Authorization") {
+			value = "Bearer " + value
+		}
+		h.Set(m.cfg.TokenHeader, value)
+		h.Add("Cache-Control", `no-cache="`+m.cfg.TokenHeader+`"`)
+	}
 	return nil
 }
 
