@@ -126,43 +126,56 @@ func (c *cookieCodec) sign(token string) (string, error) {
 // current one. Anything that does not verify, for whatever reason, is ok ==
 // false: the request simply has no session.
 func (c *cookieCodec) tokenOf(value string) (token string, rotated bool, ok bool) {
-	token, rotated, ok, _ = c.check(value)
-	return token, rotated, ok
+	token, rotated, refusal := c.check(value)
+	return token, rotated, refusal == ""
 }
 
-// check is tokenOf, also reporting a value that is well-formed but signed
-// with a secret none of ours (foreign): the mark of a SESSION_SECRET
-// replaced without keeping the old one.
-func (c *cookieCodec) check(value string) (token string, rotated, ok, foreign bool) {
+// Why a token was refused, as check reports it.
+const (
+	refusedMalformed = "malformed" // not a signed value of ours at all
+	refusedSignature = "signature" // well-formed, signed with a secret none of ours
+	refusedExpired   = "expired"   // ours, older than Config.Lifetime
+)
+
+// check is tokenOf, reporting why a value was refused ("" when it was
+// not): above all a value signed with a secret none of ours
+// (refusedSignature), the mark of a SESSION_SECRET replaced without keeping
+// the old one.
+func (c *cookieCodec) check(value string) (token string, rotated bool, refusal string) {
 	now := c.now()
 	c.mu.RLock()
 	v, hit := c.verified[value]
 	c.mu.RUnlock()
 	if hit && now.Before(v.until) {
-		return v.token, v.rotated, true, false
+		return v.token, v.rotated, ""
 	}
-	token, rotated, ok, foreign = c.verify(value)
-	if ok {
+	token, rotated, refusal = c.verify(value)
+	if refusal == "" {
 		c.remember(value, verifiedCookie{token: token, rotated: rotated, until: now.Add(verifiedCacheTTL)})
 	}
-	return token, rotated, ok, foreign
+	return token, rotated, refusal
 }
 
 // verify checks value's signature with each secret in turn, current first.
-func (c *cookieCodec) verify(value string) (token string, rotated, ok, foreign bool) {
-	foreign = true
+// securecookie checks the signature before the timestamp, so an expired
+// value is one of ours.
+func (c *cookieCodec) verify(value string) (token string, rotated bool, refusal string) {
+	refusal = refusedSignature
 	for i, sc := range c.codecs {
 		var raw []byte
-		if err := sc.Decode(c.name, value, &raw); err != nil {
-			foreign = foreign && errors.Is(err, securecookie.ErrMacInvalid)
-			continue
+		err := sc.Decode(c.name, value, &raw)
+		switch {
+		case err == nil && validToken(string(raw)):
+			return string(raw), i > 0, ""
+		case err == nil:
+			return "", false, refusedMalformed
+		case strings.HasSuffix(err.Error(), "expired timestamp"):
+			return "", false, refusedExpired
+		case !errors.Is(err, securecookie.ErrMacInvalid):
+			refusal = refusedMalformed
 		}
-		if !validToken(string(raw)) {
-			return "", false, false, false
-		}
-		return string(raw), i > 0, true, false
 	}
-	return "", false, false, foreign
+	return "", false, refusal
 }
 
 // remember caches a verified cookie value, evicting a random entry (map
@@ -179,15 +192,13 @@ func (c *cookieCodec) remember(value string, v verifiedCookie) {
 	c.verified[value] = v
 }
 
-// credential is what a request presented: the token of a cookie that
-// verified, or "", whether a previous secret verified it, and, when none
-// verified, whether any cookie of our name was presented (refused) and
-// whether one of those was well-formed but signed with a secret none of
-// ours (foreign).
+// credential is what a request presented: the token of a cookie (or
+// header) that verified, or "", and whether a previous secret verified it;
+// when none verified, why one presented was refused (see check).
 type credential struct {
-	token            string
-	rotated          bool
-	refused, foreign bool
+	token   string
+	rotated bool
+	refusal string
 	// legacy is the session id of another system's cookie that verified
 	// (express-session's connect.sid; see importer), read only when the
 	// request has no native session cookie that verified.
@@ -205,12 +216,13 @@ func (c *cookieCodec) tokenFrom(r *http.Request) credential {
 		if i == maxCookiesTried {
 			break
 		}
-		token, rotated, ok, foreign := c.check(ck.Value)
-		if ok {
+		token, rotated, refusal := c.check(ck.Value)
+		if refusal == "" {
 			return credential{token: token, rotated: rotated}
 		}
-		presented.refused = true
-		presented.foreign = presented.foreign || foreign
+		if presented.refusal != refusedSignature {
+			presented.refusal = refusal
+		}
 	}
 	return presented
 }
@@ -223,18 +235,18 @@ func (c *cookieCodec) tokenFromHeader(r *http.Request, header string) credential
 	if strings.EqualFold(header, "Authorization") {
 		scheme, credentials, ok := strings.Cut(value, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return credential{refused: value != ""}
+			if value != "" {
+				return credential{refusal: refusedMalformed, inHeader: true}
+			}
+			return credential{}
 		}
 		value = strings.TrimSpace(credentials)
 	}
 	if value == "" {
 		return credential{}
 	}
-	token, rotated, ok, foreign := c.check(value)
-	if !ok {
-		return credential{refused: true, foreign: foreign, inHeader: true}
-	}
-	return credential{token: token, rotated: rotated, inHeader: true}
+	token, rotated, refusal := c.check(value)
+	return credential{token: token, rotated: rotated, refusal: refusal, inHeader: true}
 }
 
 // foreignCookies watches for cookies that are well-formed but signed with a
@@ -262,7 +274,7 @@ func (f *foreignCookies) observe(now time.Time, presented credential) (warning s
 	case presented.token != "":
 		f.verified.Add(1)
 		return ""
-	case !presented.foreign:
+	case presented.refusal != refusedSignature:
 		return ""
 	}
 	f.mu.Lock()

@@ -94,13 +94,27 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		}
 	}
 	m.users, _ = m.store.(UserIndex)
+	pruner, _ := m.store.(Pruner)
+	if m.observer != nil {
+		if c, ok := m.store.(counter); ok {
+			m.observer.LiveSessions(c.countLive)
+		}
+		observed := observedStore{Store: m.store, o: m.observer}
+		m.store = observed
+		if m.users != nil {
+			m.users = observed
+		}
+		if pruner != nil {
+			pruner = observed
+		}
+	}
 	if m.events != nil {
 		m.events.logger = m.logger
 		m.events.start()
 	}
 	pruneCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopPruning = stop
-	if pruner, ok := m.store.(Pruner); ok {
+	if pruner != nil {
 		m.pruning.Go(func() { m.pruneLoop(pruneCtx, pruner) })
 	}
 	return m, nil
@@ -153,7 +167,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("session: revoking sessions of a user: %w", err)
 	}
-	m.events.emit("revoked", m.now(), ended...)
+	m.emit("revoked", ended...)
 	return len(ended), nil
 }
 
@@ -166,7 +180,7 @@ func (m *Manager) RevokeSession(ctx context.Context, key string) error {
 		return fmt.Errorf("session: revoking a session: %w", err)
 	}
 	if info != nil {
-		m.events.emit("revoked", m.now(), *info)
+		m.emit("revoked", *info)
 	}
 	return nil
 }
@@ -222,7 +236,7 @@ func (m *Manager) pruneLoop(ctx context.Context, pruner Pruner) {
 func (m *Manager) prune(ctx context.Context, pruner Pruner) (int, error) {
 	return prune.Run(ctx, m.cfg.StoreTimeout, func(ctx context.Context, limit int) (int, error) {
 		pruned, err := pruner.Prune(ctx, limit)
-		m.events.emit("expired", m.now(), pruned...)
+		m.emit("expired", pruned...)
 		return len(pruned), err
 	}, func(r prune.Report) {
 		if r.Slow {

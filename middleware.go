@@ -52,11 +52,14 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 // of r.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 	presented := m.credential(r)
-	if presented.refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
+	if presented.refusal != "" && m.logger.Enabled(r.Context(), slog.LevelDebug) {
 		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
 	}
 	if warning := m.foreign.observe(m.now(), presented); warning != "" {
 		m.logger.WarnContext(r.Context(), warning)
+	}
+	if presented.refusal != "" && m.observer != nil {
+		m.observer.TokenRefused(r.Context(), presented.refusal)
 	}
 	st := &rq.state
 	st.init(&m.backend, presented, device{userAgent: userAgent(r), ip: m.cfg.clientIP(r)})
@@ -77,7 +80,7 @@ func (m *Manager) credential(r *http.Request) credential {
 		}
 	}
 	fromCookie := m.codec.tokenFrom(r)
-	if fromCookie.token == "" && presented.refused {
+	if fromCookie.token == "" && presented.refusal != "" {
 		return presented
 	}
 	return fromCookie
@@ -128,7 +131,7 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 	}
 	// Answer in the channel the request used; a new session in every one
 	// the Manager reads.
-	if presented := st.presented; presented.token != "" || presented.refused {
+	if presented := st.presented; presented.token != "" || presented.refusal != "" {
 		cookie, header = cookie && !presented.inHeader, header && presented.inHeader
 	}
 	var value string
@@ -233,7 +236,7 @@ func (w *responseWriter) commit() {
 		// Location, a Content-Disposition, a Cache-Control that lets a
 		// shared cache keep the page); none of them fits the error.
 		clear(w.ResponseWriter.Header())
-		w.m.errorHandler(w.ResponseWriter, w.req, err)
+		w.m.answer(w.ResponseWriter, w.req, err)
 	}
 }
 

@@ -352,7 +352,7 @@ func (s *Session) RevokeOthers() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("session: revoking the other sessions of a user: %w", err)
 	}
-	s.b.events.emit("revoked", s.b.now(), ended...)
+	s.b.emit("revoked", ended...)
 	return len(ended), nil
 }
 

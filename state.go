@@ -50,6 +50,8 @@ type backend struct {
 	users UserIndex
 	// events tells the WithEvents hook, or is nil.
 	events *eventQueue
+	// observer is told what happens (WithObserver), or is nil.
+	observer Observer
 	// importer adopts sessions another system issued, or is nil.
 	importer importer
 }
@@ -82,6 +84,21 @@ func noCancel() {}
 func (b *backend) logCorrupt(ctx context.Context, key string, err error) {
 	b.logger.WarnContext(ctx, "session: a stored session cannot be decoded; the request goes on without it and its cookie is cleared",
 		"store_key_prefix", key[:min(len(key), 12)], "error", err)
+}
+
+// emit tells the Observer and the WithEvents hook of one event for each
+// session in infos.
+func (b *backend) emit(kind string, infos ...Info) {
+	if b.observer == nil && b.events == nil {
+		return
+	}
+	now := b.now()
+	for _, info := range infos {
+		if b.observer != nil {
+			b.observer.Event(Event{Kind: kind, Session: info, Time: now})
+		}
+		b.events.emit(kind, now, info)
+	}
 }
 
 // lastSeenInterval is how often a session read but not changed has its
@@ -229,6 +246,9 @@ func (s *state) read(ctx context.Context) error {
 	rec, err := s.b.store.Load(ctx, s.key)
 	switch {
 	case errors.Is(err, ErrNotFound):
+		if s.b.observer != nil && s.presented.token != "" {
+			s.b.observer.TokenRefused(ctx, "unknown")
+		}
 		s.becomeAbsent()
 		return nil
 	case errors.Is(err, ErrCorrupt):
@@ -439,7 +459,7 @@ func (s *state) destroy(ctx context.Context) error {
 			return s.unsaved
 		}
 		if info != nil {
-			s.b.events.emit("destroyed", s.b.now(), *info)
+			s.b.emit("destroyed", *info)
 		}
 	}
 	s.unreadable = ""
@@ -671,7 +691,7 @@ func (s *state) store(ctx context.Context) error {
 	s.token, s.key = token, key
 	s.resetPending()
 	s.takeValues(values)
-	s.b.events.emit("renewed", s.b.now(), moved.info(key))
+	s.b.emit("renewed", moved.info(key))
 	if signingIn {
 		s.signedIn(ctx, moved.info(key))
 	}
@@ -681,7 +701,7 @@ func (s *state) store(ctx context.Context) error {
 // signedIn tells of a sign-in, and keeps its user within Config.MaxPerUser
 // by ending the least recently seen of the user's other sessions.
 func (s *state) signedIn(ctx context.Context, info Info) {
-	s.b.events.emit("signed-in", s.b.now(), info)
+	s.b.emit("signed-in", info)
 	if s.b.cfg.MaxPerUser <= 0 || s.b.users == nil {
 		return
 	}
@@ -693,7 +713,7 @@ func (s *state) signedIn(ctx context.Context, info Info) {
 		s.b.logger.WarnContext(ctx, "session: could not end the oldest sessions of a user over SESSION_MAX_PER_USER", "error", err)
 		return
 	}
-	s.b.events.emit("evicted", s.b.now(), evicted...)
+	s.b.emit("evicted", evicted...)
 }
 
 // insert stores the session, not stored yet, under a new token, with fn
@@ -736,7 +756,7 @@ func (s *state) insert(ctx context.Context, fn func(*Record) error) error {
 	s.token, s.key = token, key
 	s.resetPending()
 	s.takeValues(values)
-	s.b.events.emit("created", s.b.now(), fresh.info(key))
+	s.b.emit("created", fresh.info(key))
 	if fresh.UserID != "" {
 		s.signedIn(ctx, fresh.info(key))
 	}
@@ -769,7 +789,7 @@ func (s *state) outcome() cookie {
 	if s.token == "" {
 		// The presented cookie's session ended, or the cookie did not
 		// verify at all: either way the browser should stop sending it.
-		return cookie{expire: s.presented.token != "" || s.presented.refused, expireLegacy: legacy}
+		return cookie{expire: s.presented.token != "" || s.presented.refusal != "", expireLegacy: legacy}
 	}
 	if s.rec == nil {
 		return cookie{}

@@ -214,3 +214,17 @@ func (s *memoryStore) Prune(ctx context.Context, limit int) ([]Info, error) {
 	}
 	return pruned, nil
 }
+
+// countLive counts the live records, for an Observer.
+func (s *memoryStore) countLive(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var n int64
+	for key := range s.records {
+		if _, ok := s.live(key, now); ok {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -50,7 +50,7 @@ type PostgresStore struct {
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, apply, touch, rekey, exists, lockForUpdate, update,
+	load, insert, apply, touch, rekey, exists, lockForUpdate, update, count,
 	delete, deleteUser, listUser, trimUser, prune string
 }
 
@@ -132,6 +132,7 @@ func newStatements(t string) statements {
 			" CASE WHEN $14::timestamptz IS NULL THEN NULL ELSE LEAST($14::timestamptz, COALESCE($17::timestamptz, expires_at)) END, now(), $15::text, $16::text FROM old" +
 			" RETURNING data, " + recordColumns + ", now()",
 		exists:        "SELECT EXISTS (SELECT 1 FROM " + t + " WHERE id = $1 AND " + live + ")",
+		count:         "SELECT count(*) FROM " + t + " WHERE " + live,
 		lockForUpdate: "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
 		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, expires_at = $5, idle_timeout = $6::bigint" + micros +
 			", idle_expires_at = $7, last_seen = now() WHERE id = $1",
@@ -429,6 +430,16 @@ func (s *PostgresStore) TrimUser(ctx context.Context, userID string, max int) ([
 // prune the same rows at once.
 func (s *PostgresStore) Prune(ctx context.Context, limit int) ([]Info, error) {
 	return s.infos(ctx, "prune", s.statement.prune, limit, s.table.PruneLockKey())
+}
+
+// countLive counts the live sessions, for an Observer: one query that
+// reads the whole table, so metrics sample it, never a request.
+func (s *PostgresStore) countLive(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, s.statement.count).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "count", err)
+	}
+	return n, nil
 }
 
 // infos runs a query of infoColumns.
