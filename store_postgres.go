@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -193,6 +194,7 @@ func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
+	cancelOnTimeout(&cfg.ConnConfig.Config)
 	where := fmt.Sprintf("host %s port %d database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -212,6 +214,18 @@ func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 		return nil, nil, &redactedError{msg: redact.Password(err.Error(), databaseURL), err: err}
 	}
 	return s, pool, nil
+}
+
+// cancelOnTimeout makes a statement whose context ends stop on the server
+// too: pgx then sends PostgreSQL a cancel request and waits for it (a
+// quarter of a second at most) before giving up on the connection. By
+// default it only closes the connection, and the server goes on running
+// the statement, holding its locks (a prune batch's advisory lock, a
+// row's FOR UPDATE) until it notices.
+func cancelOnTimeout(cfg *pgconn.Config) {
+	cfg.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: 250 * time.Millisecond}
+	}
 }
 
 // redactedError replaces the text of err, which might quote the connection
@@ -582,6 +596,12 @@ func classify(ctx context.Context, err error) error {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
 		return err
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		// The server answered the cancel of a statement that ran past its
+		// deadline (query_canceled) rather than the deadline cutting the
+		// connection: the same outcome for the caller.
+		return &unavailableError{fmt.Errorf("%w: %w", context.DeadlineExceeded, err)}
 	}
 	if unreachable(err) {
 		return &unavailableError{err}

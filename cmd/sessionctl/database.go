@@ -9,6 +9,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
@@ -92,6 +94,11 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 	pc.MaxConns = 2
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = timeout
+	}
+	// A statement past its --timeout is cancelled on the server too, so
+	// that a slow prune batch releases its lock before the next one starts.
+	pc.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: 250 * time.Millisecond}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err == nil {
