@@ -343,59 +343,6 @@ func prune(ctx context.Context, t *table, timeout time.Duration, stdout, progres
 	return nil
 }
 
-func runStats(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	fs := newFlags("stats", "[--json] [--env-file FILE]", `
-Counts the session table's rows: live sessions, those signed in to a user,
-expired rows waiting to be pruned (a number that only grows means no app
-instance is pruning), and the table's size on disk. It reads the whole
-table, so it is for operators and dashboards, not health checks.`)
-	asJSON := fs.Bool("json", false, "print the numbers as JSON")
-	flags := addDatabaseFlags(fs)
-	if code, ok := parse(fs, args, stdout, stderr); !ok {
-		return code
-	}
-	return withTable(ctx, "stats", env, flags, stderr, func(ctx context.Context, t *table) error {
-		st, err := tableStats(ctx, t)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			writeJSON(stdout, struct {
-				Table        string    `json:"table"`
-				Live         int64     `json:"live"`
-				WithUser     int64     `json:"with_user"`
-				Expired      int64     `json:"expired"`
-				TableBytes   int64     `json:"table_bytes"`
-				DatabaseTime time.Time `json:"database_time"`
-			}{t.name.String(), st.live, st.withUser, st.expired, st.tableBytes, st.now})
-			return nil
-		}
-		fmt.Fprintf(stdout, "table          %s\n", t.name)
-		fmt.Fprintf(stdout, "live sessions  %d\n", st.live)
-		fmt.Fprintf(stdout, "with a user    %d\n", st.withUser)
-		fmt.Fprintf(stdout, "expired rows   %d (deleted by the next prune)\n", st.expired)
-		fmt.Fprintf(stdout, "table size     %s\n", formatBytes(st.tableBytes))
-		return nil
-	})
-}
-
-// stats describes the session table.
-type stats struct {
-	live, expired, withUser, tableBytes int64
-	now                                 time.Time
-}
-
-// tableStats counts the table's rows in one query. It reads the whole
-// table: for operators and dashboards, not health checks.
-func tableStats(ctx context.Context, t *table) (stats, error) {
-	const live = "LEAST(expires_at, idle_expires_at) > now()"
-	var st stats
-	err := t.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE "+live+"), count(*) FILTER (WHERE NOT "+live+"),"+
-		" count(*) FILTER (WHERE "+live+" AND user_id IS NOT NULL), pg_total_relation_size($1::text::regclass), now() FROM "+t.name.String(),
-		t.name.String()).Scan(&st.live, &st.expired, &st.withUser, &st.tableBytes, &st.now)
-	return st, err
-}
-
 func runRevoke(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("revoke", "--user ID [--env-file FILE]", `
 Ends every session of one user at once, on every app instance: the user's

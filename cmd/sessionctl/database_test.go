@@ -163,3 +163,51 @@ func TestPruneSlowBatchesGoOn(t *testing.T) {
 		t.Errorf("%d rows left (%v); want only the live one", left, err)
 	}
 }
+
+// TestStatsShowsHowTheTableHoldsUp: stats reports the table's and its
+// indexes' sizes, dead rows, the share of HOT updates and the fillfactor,
+// so an operator sees bloat coming.
+func TestStatsShowsHowTheTableHoldsUp(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitOK {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	pool, err := pgxpool.New(t.Context(), env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := session.NewPostgresStore(t.Context(), pool, session.PostgresOptions{Table: env["SESSION_TABLE"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &session.Record{Created: time.Now(), Expiry: time.Now().Add(time.Hour)}
+	if err := store.Insert(t.Context(), "k", rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		change := session.Change{Set: map[string]json.RawMessage{"n": json.RawMessage(fmt.Sprint(i))}}
+		if _, err := store.Apply(t.Context(), "k", change); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st stats
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Updates < 10 && time.Now().Before(deadline) {
+		stdout, stderr, code := sessionctl(t, env, "stats", "--json")
+		if code != exitOK || json.Unmarshal([]byte(stdout), &st) != nil {
+			t.Fatalf("stats --json: exit %d\n%s%s", code, stdout, stderr)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's statistics, which it publishes a moment after each transaction
+	}
+	if st.Updates < 10 || st.HOTUpdates != st.Updates || st.HeapBytes <= 0 || st.IndexBytes <= 0 || st.Fillfactor != 100 {
+		t.Errorf("stats = %+v; want the 10 updates, all HOT, the sizes and the fillfactor", st)
+	}
+	stdout, _, _ := sessionctl(t, env, "stats")
+	for _, want := range []string{"HOT updates    100.0% of", "dead rows", "fillfactor     100", "indexes"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stats lacks %q:\n%s", want, stdout)
+		}
+	}
+}
