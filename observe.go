@@ -56,17 +56,20 @@ type observedStore struct {
 	o Observer
 }
 
-func (s observedStore) Load(ctx context.Context, key string) (*Record, error) {
-	end := s.o.StoreCall(ctx, "load")
-	rec, err := s.Store.Load(ctx, key)
+// observe tells o of one store call, op, made by call.
+func observe[T any](ctx context.Context, o Observer, op string, call func() (T, error)) (T, error) {
+	end := o.StoreCall(ctx, op)
+	v, err := call()
 	end(err)
-	return rec, err
+	return v, err
+}
+
+func (s observedStore) Load(ctx context.Context, key string) (*Record, error) {
+	return observe(ctx, s.o, "load", func() (*Record, error) { return s.Store.Load(ctx, key) })
 }
 
 func (s observedStore) Insert(ctx context.Context, key string, rec *Record) error {
-	end := s.o.StoreCall(ctx, "insert")
-	err := s.Store.Insert(ctx, key, rec)
-	end(err)
+	_, err := observe(ctx, s.o, "insert", func() (struct{}, error) { return struct{}{}, s.Store.Insert(ctx, key, rec) })
 	return err
 }
 
@@ -75,59 +78,35 @@ func (s observedStore) Apply(ctx context.Context, key string, change Change) (*R
 	if change.touchOnly() {
 		op = "touch"
 	}
-	end := s.o.StoreCall(ctx, op)
-	rec, err := s.Store.Apply(ctx, key, change)
-	end(err)
-	return rec, err
+	return observe(ctx, s.o, op, func() (*Record, error) { return s.Store.Apply(ctx, key, change) })
 }
 
 func (s observedStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
-	end := s.o.StoreCall(ctx, "rekey")
-	rec, err := s.Store.Rekey(ctx, oldKey, newKey, change, fresh)
-	end(err)
-	return rec, err
+	return observe(ctx, s.o, "rekey", func() (*Record, error) { return s.Store.Rekey(ctx, oldKey, newKey, change, fresh) })
 }
 
 func (s observedStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
-	end := s.o.StoreCall(ctx, "modify")
-	rec, err := s.Store.Modify(ctx, key, fn)
-	end(err)
-	return rec, err
+	return observe(ctx, s.o, "modify", func() (*Record, error) { return s.Store.Modify(ctx, key, fn) })
 }
 
 func (s observedStore) Destroy(ctx context.Context, key string) (*Info, error) {
-	end := s.o.StoreCall(ctx, "destroy")
-	info, err := s.Store.Destroy(ctx, key)
-	end(err)
-	return info, err
+	return observe(ctx, s.o, "destroy", func() (*Info, error) { return s.Store.Destroy(ctx, key) })
 }
 
 func (s observedStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
-	end := s.o.StoreCall(ctx, "list-user")
-	infos, err := s.Store.(UserIndex).ListUser(ctx, userID)
-	end(err)
-	return infos, err
+	return observe(ctx, s.o, "list-user", func() ([]Info, error) { return s.Store.(UserIndex).ListUser(ctx, userID) })
 }
 
 func (s observedStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
-	end := s.o.StoreCall(ctx, "destroy-user")
-	infos, err := s.Store.(UserIndex).DestroyUser(ctx, userID, keep)
-	end(err)
-	return infos, err
+	return observe(ctx, s.o, "destroy-user", func() ([]Info, error) { return s.Store.(UserIndex).DestroyUser(ctx, userID, keep) })
 }
 
 func (s observedStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
-	end := s.o.StoreCall(ctx, "trim-user")
-	infos, err := s.Store.(UserIndex).TrimUser(ctx, userID, max)
-	end(err)
-	return infos, err
+	return observe(ctx, s.o, "trim-user", func() ([]Info, error) { return s.Store.(UserIndex).TrimUser(ctx, userID, max) })
 }
 
 func (s observedStore) Prune(ctx context.Context, limit int) ([]Info, error) {
-	end := s.o.StoreCall(ctx, "prune")
-	infos, err := s.Store.(Pruner).Prune(ctx, limit)
-	end(err)
-	return infos, err
+	return observe(ctx, s.o, "prune", func() ([]Info, error) { return s.Store.(Pruner).Prune(ctx, limit) })
 }
 
 // statusRecorder is the ResponseWriter the error handler writes to when an

@@ -266,15 +266,23 @@ func (s *Session) Flashes() ([]string, error) {
 // never becomes the signed-in session. A sign-in also starts a new
 // absolute lifetime, which Renew alone never does.
 func (s *Session) SetUser(userID string) error {
+	return s.changeWith(func() {
+		if userID != s.userID() {
+			s.pending.UserID = &userID
+			s.renew = true
+		}
+	})
+}
+
+// changeWith runs fn under the lock once the session may be changed: read,
+// and the response not started (see state.change).
+func (s *Session) changeWith(fn func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return err
 	}
-	if userID != s.userID() {
-		s.pending.UserID = &userID
-		s.renew = true
-	}
+	fn()
 	return nil
 }
 
@@ -292,15 +300,11 @@ func (s *Session) UserID() (string, error) {
 // restarts until the session expires (the default), and a browser-session
 // cookie, dropped when the browser closes.
 func (s *Session) SetRememberMe(remember bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.change(s.ctx); err != nil {
-		return err
-	}
-	if remember != s.persistent() {
-		s.pending.Persistent = &remember
-	}
-	return nil
+	return s.changeWith(func() {
+		if remember != s.persistent() {
+			s.pending.Persistent = &remember
+		}
+	})
 }
 
 // Deadline returns when the session will expire if nothing else happens:
@@ -320,13 +324,7 @@ func (s *Session) Deadline() (time.Time, error) {
 // it by itself at sign-in. A renewed session keeps its absolute deadline
 // (Config.Lifetime from its sign-in): renewing never extends a session.
 func (s *Session) Renew() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.change(s.ctx); err != nil {
-		return err
-	}
-	s.renew = true
-	return nil
+	return s.changeWith(func() { s.renew = true })
 }
 
 // RevokeOthers ends every other session of the session's user at once, on
@@ -372,13 +370,7 @@ func (s *Session) SetLifetime(absolute, idle time.Duration) error {
 	case absolute > limit || idle > limit:
 		return fmt.Errorf("session: SetLifetime(%s, %s) exceeds the longest lifetime allowed, %s: raise SESSION_MAX_LIFETIME to allow it", absolute, idle, limit)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.change(s.ctx); err != nil {
-		return err
-	}
-	s.lifetime.absolute, s.lifetime.idle = absolute, idle
-	return nil
+	return s.changeWith(func() { s.lifetime.absolute, s.lifetime.idle = absolute, idle })
 }
 
 // Destroy ends the session: it is deleted from the store now, and the

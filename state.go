@@ -332,6 +332,25 @@ func (s *state) becomeAbsent() {
 	s.status = absent
 }
 
+// gone reports a store's answer that the session under the request's key
+// is no more (ErrNotFound) or cannot be read (ErrCorrupt).
+func gone(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt)
+}
+
+// lost makes the session absent after a change found it gone: ended by
+// another request since this one began (a logout, a renewal, a
+// revocation), expired, or unreadable, which is logged. It is never
+// re-created: the request keeps only the values it set (see
+// becomeAbsentForRace).
+func (s *state) lost(ctx context.Context, err error) {
+	if errors.Is(err, ErrCorrupt) {
+		s.unreadable = s.key
+		s.b.logCorrupt(ctx, s.key, err)
+	}
+	s.becomeAbsentForRace()
+}
+
 // becomeAbsentForRace is becomeAbsent for a session another request ended
 // while this one was changing it: only the values this request set go to
 // the new session. Who the user was, and any lifetime or persistence
@@ -527,12 +546,8 @@ func (s *state) modify(ctx context.Context, fn func(*Record) error) (found bool,
 		return fn(rec)
 	})
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
-		if errors.Is(err, ErrCorrupt) {
-			s.unreadable = s.key
-			s.b.logCorrupt(ctx, s.key, err)
-		}
-		s.becomeAbsentForRace()
+	case gone(err):
+		s.lost(ctx, err)
 		return false, nil
 	case err != nil && unread && !errors.Is(err, ErrTooLarge) && !errors.As(err, new(*decodeError)):
 		// The session could not be read: as a failed load, the error
@@ -594,16 +609,11 @@ func (s *state) apply(ctx context.Context) error {
 	defer cancel()
 	rec, err := s.b.store.Apply(bounded, s.key, change)
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
-		// Destroyed, renewed or revoked by another request since this one
-		// began: never re-created. A request that set values starts a new,
-		// anonymous session holding only those; one that did not leaves no
-		// session, and its response clears the cookie.
-		if errors.Is(err, ErrCorrupt) {
-			s.unreadable = s.key
-			s.b.logCorrupt(ctx, s.key, err)
-		}
-		s.becomeAbsentForRace()
+	case gone(err):
+		// A request that set values starts a new session holding only
+		// those; one that did not leaves none, and its response clears the
+		// cookie.
+		s.lost(ctx, err)
 		if s.dirty() {
 			return s.store(ctx)
 		}
@@ -675,10 +685,8 @@ func (s *state) store(ctx context.Context) error {
 	defer cancel()
 	moved, err := s.b.store.Rekey(bounded, s.key, key, change, fresh)
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
-		// Ended meanwhile: never re-created; a request that set values
-		// starts a new session holding only those.
-		s.becomeAbsentForRace()
+	case gone(err):
+		s.lost(ctx, err)
 		if s.dirty() {
 			return s.insert(ctx, nil)
 		}

@@ -91,4 +91,3 @@ FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid =
 		Scan(&st.TableBytes, &st.HeapBytes, &st.IndexBytes, &st.DeadRows, &st.Updates, &st.HOTUpdates, &st.Fillfactor, &st.LastAutovacuum)
 	return st, err
 }
-
