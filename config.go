@@ -313,6 +313,8 @@ func (c Config) validate(ownStore bool) error {
 	if c.UsePostgres && !ownStore {
 		if c.DatabaseURL == "" {
 			bad("DATABASE_URL", "is not set but USE_POSTGRES=true", "set it to postgres://user:password@host:5432/database")
+		} else if problem := redact.URLProblem(c.DatabaseURL); problem != "" {
+			bad("DATABASE_URL", problem+" (value not shown: it holds a password)", "fix it where DATABASE_URL is set")
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
 			bad("DATABASE_URL", "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")

@@ -420,3 +420,55 @@ func databasePassword(dsn string) string {
 	}
 	return ""
 }
+
+// TestDatabasePasswordRedactedStructurally is the review's item 13: a
+// password with an unencoded '@' and '#' must show nowhere, not even the
+// part pgx would take for a host name, and redaction must not garble words
+// that merely equal the password (a user name, "p" in "lookup").
+func TestDatabasePasswordRedactedStructurally(t *testing.T) {
+	t.Parallel()
+	const pasted = "postgres://app:Secr3t@Pr0d#2024@db.example.com/app"
+	fragments := []string{"Secr3t", "Pr0d", "2024"}
+	cfg := session.Config{UsePostgres: true, DatabaseURL: pasted, StoreTimeout: time.Second}
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("starting", "config", cfg)
+	shown := map[string]string{"String": cfg.String(), "log": logs.String()}
+	_, err := session.ConfigFromLookup(lookupFrom(map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": pasted}))
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || !strings.Contains(err.Error(), "%40") {
+		t.Errorf("ConfigFromLookup accepted a password with an unencoded '@', or did not say how to encode it: %v", err)
+	}
+	shown["ConfigFromLookup"] = fmt.Sprint(err)
+	m, err := session.New(t.Context(), cfg, session.WithLogger(discardLogger))
+	if err == nil {
+		m.Close()
+		t.Fatal("New accepted a DATABASE_URL whose password holds an unencoded '@'")
+	}
+	for _, e := range chain(err) {
+		shown["New: "+fmt.Sprintf("%T", e)] = e.Error() + fmt.Sprintf(" %+v %#v", e, e)
+	}
+	for where, text := range shown {
+		for _, f := range fragments {
+			if strings.Contains(text, f) {
+				t.Errorf("%s shows %q of the password: %s", where, f, text)
+			}
+		}
+	}
+	if !strings.Contains(cfg.String(), "db.example.com") {
+		t.Errorf("Config.String does not show the host the URL names: %s", cfg.String())
+	}
+
+	// Words that equal the password stay as they are.
+	for _, tc := range []struct{ databaseURL, want string }{
+		{fmt.Sprintf("postgres://app:app@127.0.0.1:%d/app?sslmode=disable", closedPort(t)), "user=app database=app"},
+		{"host=nosuch.invalid user=app password=p dbname=app sslmode=disable connect_timeout=2", "lookup nosuch.invalid"},
+	} {
+		m, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: tc.databaseURL, StoreTimeout: 2 * time.Second}, session.WithLogger(discardLogger))
+		if err == nil {
+			m.Close()
+			t.Fatalf("New connected to %s", tc.want)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New's error garbles %q: %v", tc.want, err)
+		}
+	}
+}

@@ -246,7 +246,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	where := redact.DatabaseURL(c.cfg.DatabaseURL)
 	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
 	if err != nil {
-		c.add("database reachable", fail, redact.Password(err.Error(), c.cfg.DatabaseURL), "")
+		c.add("database reachable", fail, redact.Message(err.Error()), "")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
 		return
@@ -259,7 +259,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	err = pool.QueryRow(ctx, "SELECT now()").Scan(&dbNow)
 	latency := time.Since(start)
 	if err != nil {
-		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact.Password(err.Error(), c.cfg.DatabaseURL)),
+		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact.Message(err.Error())),
 			"check the server's health and that the DATABASE_URL role may log in")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
@@ -301,7 +301,7 @@ func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
 	schema, err := checkSchema(ctx, pool, c.cfg.Table)
 	if err != nil {
-		c.add(name, fail, strings.TrimPrefix(redact.Password(err.Error(), c.cfg.DatabaseURL), "session: "), "fix SESSION_TABLE, or the database error above")
+		c.add(name, fail, strings.TrimPrefix(redact.Message(err.Error()), "session: "), "fix SESSION_TABLE, or the database error above")
 		return
 	}
 	if !schema.Exists {

@@ -265,3 +265,28 @@ func TestClockResult(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckNeverShowsAPastedPassword: a password pasted with an unencoded
+// '@' and '#' (the review's item 13) shows in no output, not even the part
+// after its first '@', which pgx would take for the host.
+func TestCheckNeverShowsAPastedPassword(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	env["DATABASE_URL"] = "postgres://app:Secr3t@Pr0d#2024@127.0.0.1:5432/app?sslmode=disable"
+	var outputs []string
+	for _, args := range [][]string{{"check"}, {"check", "--json"}, {"migrate"}, {"stats"}} {
+		stdout, stderr, _ := sessionctl(t, env, args...)
+		outputs = append(outputs, stdout+stderr)
+	}
+	for _, out := range outputs {
+		for _, fragment := range []string{"Secr3t", "Pr0d", "2024"} {
+			if strings.Contains(out, fragment) {
+				t.Errorf("output shows %q of the password:\n%s", fragment, out)
+			}
+		}
+	}
+	results, code := checkJSON(t, env)
+	if r := results["DATABASE_URL"]; code != exitFailed || r.Status != fail || !strings.Contains(r.Detail+r.Fix, "%40") {
+		t.Errorf("exit %d, DATABASE_URL %s %q; want a failure saying to encode '@' as %%40", code, r.Status, r.Detail+": "+r.Fix)
+	}
+}

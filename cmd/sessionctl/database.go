@@ -101,7 +101,7 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
-			redact.DatabaseURL(databaseURL), redact.Password(err.Error(), databaseURL))
+			redact.DatabaseURL(databaseURL), redact.Message(err.Error()))
 	}
 	return pool, nil
 }
@@ -131,7 +131,7 @@ func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (
 	}
 	if err != nil {
 		pool.Close()
-		return nil, errors.New(redact.Password(err.Error(), cfg.DatabaseURL))
+		return nil, redact.Error(err)
 	}
 	return &table{pool: pool, name: name, store: store}, nil
 }
@@ -204,7 +204,7 @@ can gate on it.`)
 		table, err = table.Resolve(ctx, pool)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("SESSION_TABLE: %s", redact.Password(err.Error(), cfg.DatabaseURL)))
+		return fail(fmt.Errorf("SESSION_TABLE: %w", redact.Error(err)))
 	}
 	if *status {
 		return migrationStatus(ctx, pool, table, *asJSON, stdout, stderr)
@@ -214,7 +214,7 @@ can gate on it.`)
 		fmt.Fprintf(stdout, "Applied %03d_%s to %s.\n", m.Version, m.Name, table)
 	}
 	if err != nil {
-		return fail(errors.New(redact.Password(err.Error(), cfg.DatabaseURL)))
+		return fail(redact.Error(err))
 	}
 	if len(applied) == 0 {
 		all := migrations.All()
