@@ -23,6 +23,12 @@ const minSecretLength = 32
 // environment; it is equally usable built in code. The zero value of every
 // field means its documented default, so Config{} is a working development
 // configuration.
+//
+// No way of printing a Config shows a secret or the database password:
+// fmt's %v, %+v, %#v, %s and %q print String, slog prints LogValue, and
+// encoding/json skips the three fields that hold them. (Struct tags rather
+// than a MarshalJSON method: every other field marshals as it is, with no
+// hand-kept list to fall out of step with the struct.)
 type Config struct {
 	// Production switches on production mode (NODE_ENV or APP_ENV set to
 	// "production"): cookies are Secure, the default cookie name carries the
@@ -35,19 +41,22 @@ type Config struct {
 	UsePostgres bool
 
 	// DatabaseURL is the PostgreSQL connection string (DATABASE_URL), used
-	// when UsePostgres is true.
-	DatabaseURL string
+	// when UsePostgres is true. Like the secrets, it is left out of JSON: it
+	// holds the database password.
+	DatabaseURL string `json:"-"`
 
 	// Secret signs session cookies (SESSION_SECRET). Production requires at
 	// least minSecretLength bytes. In development an empty Secret is replaced
-	// by a random one that lives as long as the process.
-	Secret string
+	// by a random one that lives as long as the process. encoding/json
+	// leaves it out, so that marshaling a Config for a debug endpoint or a
+	// config dump cannot publish it.
+	Secret string `json:"-"`
 
 	// PreviousSecrets are retired secrets (SESSION_SECRET_PREVIOUS,
 	// comma-separated) whose cookies are still accepted and re-issued signed
 	// with Secret, so rotating the secret logs nobody out. The default is
-	// none.
-	PreviousSecrets []string
+	// none. Left out of JSON, as Secret is.
+	PreviousSecrets []string `json:"-"`
 
 	// AllowMemoryStore lets production run on the in-memory store
 	// (SESSION_ALLOW_MEMORY_STORE=true), accepting a single process whose

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -469,6 +470,54 @@ func TestDatabasePasswordRedactedStructurally(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New's error garbles %q: %v", tc.want, err)
+		}
+	}
+}
+
+// TestNoWayOfPrintingAConfigShowsASecret is the review's item 12:
+// encoding/json printed the secret, the previous secrets and the database
+// password. Every way a program is likely to print a Config is tried, the
+// Config alone, by pointer and inside a struct of the caller's.
+func TestNoWayOfPrintingAConfigShowsASecret(t *testing.T) {
+	t.Parallel()
+	const password = "hunter2-Sup3rSecret"
+	previous := "previous-" + goodSecret
+	cfg := session.Config{
+		Production:      true,
+		UsePostgres:     true,
+		DatabaseURL:     "postgres://admin:" + password + "@db.example.com:5432/app",
+		Secret:          goodSecret,
+		PreviousSecrets: []string{previous},
+	}
+	type appConfig struct {
+		Sessions session.Config
+		Port     int
+	}
+	var outputs []string
+	for _, v := range []any{cfg, &cfg, appConfig{Sessions: cfg}} {
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, string(data))
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
+			outputs = append(outputs, fmt.Sprintf(verb, v))
+		}
+		for _, h := range []func(io.Writer) slog.Handler{
+			func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+			func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+		} {
+			var buf bytes.Buffer
+			slog.New(h(&buf)).Info("starting", "config", v)
+			outputs = append(outputs, buf.String())
+		}
+	}
+	outputs = append(outputs, fmt.Sprint(session.Config{Production: true, Secret: goodSecret, PreviousSecrets: []string{"short"}}.Validate()))
+	for _, out := range outputs {
+		for _, secret := range []string{goodSecret, password} {
+			if strings.Contains(out, secret) {
+				t.Errorf("output shows a secret or the database password: %s", out)
+			}
 		}
 	}
 }
