@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,11 +31,18 @@ const minSecretLength = 32
 // than a MarshalJSON method: every other field marshals as it is, with no
 // hand-kept list to fall out of step with the struct.)
 type Config struct {
-	// Production switches on production mode (NODE_ENV or APP_ENV set to
-	// "production"): cookies are Secure, the default cookie name carries the
-	// __Host- prefix, and Validate refuses weak secrets and the memory store.
-	// The default is false.
+	// Production switches on production mode: cookies are Secure, the
+	// default cookie name carries the __Host- prefix, and Validate refuses
+	// weak secrets and the memory store. The default is false.
+	//
+	// ConfigFromEnv turns it on unless NODE_ENV (or, when NODE_ENV is
+	// unset, APP_ENV) names development: a typo such as "prod" or an
+	// invisible character must not switch the checks off (see
+	// developmentEnvironments).
 	Production bool
+
+	// mode records how ConfigFromLookup chose Production, for LogValue.
+	mode environmentMode
 
 	// UsePostgres selects the PostgreSQL store (USE_POSTGRES=true). The
 	// default is false: the in-memory store.
@@ -208,11 +216,11 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		*dst = d
 	}
 
-	env := get("NODE_ENV")
-	if env == "" {
-		env = get("APP_ENV")
+	c.mode = environmentModeOf(lookup)
+	c.Production = c.mode.production
+	if c.mode.conflict != "" {
+		bad("NODE_ENV", c.mode.conflict, "set both to the same mode, or unset APP_ENV; production checks run until they agree")
 	}
-	c.Production = strings.EqualFold(env, "production")
 	parseBool("USE_POSTGRES", &c.UsePostgres)
 	c.DatabaseURL = get("DATABASE_URL")
 	c.Secret = get("SESSION_SECRET")
@@ -257,6 +265,84 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	return c, errors.Join(problems...)
+}
+
+// developmentEnvironments are the NODE_ENV and APP_ENV values that turn
+// production mode off; unset and empty do too. Anything else, "staging",
+// "prod" and "production;" included, runs production checks: a typo must
+// fail closed.
+var developmentEnvironments = []string{"development", "dev", "test", "local"}
+
+// environmentMode is how ConfigFromLookup chose production mode.
+type environmentMode struct {
+	production bool
+	// reason says which variable and value decided, for the start-up log:
+	// `NODE_ENV="prod" is not development, dev, test or local`.
+	reason string
+	// conflict is the problem when NODE_ENV and APP_ENV disagree.
+	conflict string
+}
+
+// isDevelopment reports whether value, of NODE_ENV or APP_ENV, names
+// development. Only ASCII spaces and tabs around it are trimmed and only
+// ASCII letters fold, so a zero-width or non-breaking space, or a letter
+// that merely folds to an ASCII one, makes the value something else.
+func isDevelopment(value string) bool {
+	v := strings.Trim(value, " \t\r\n")
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			return false
+		}
+	}
+	return v == "" || slices.Contains(developmentEnvironments, strings.ToLower(v))
+}
+
+// environmentModeOf decides production mode from NODE_ENV and APP_ENV.
+func environmentModeOf(lookup func(string) (string, bool)) environmentMode {
+	// quoted shows a value with invisible characters escaped, cut short:
+	// it is only there to be recognised.
+	quoted := func(v string) string {
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return strconv.Quote(v)
+	}
+	node, _ := lookup("NODE_ENV")
+	app, _ := lookup("APP_ENV")
+	nodeSet, appSet := strings.Trim(node, " \t\r\n") != "", strings.Trim(app, " \t\r\n") != ""
+	if nodeSet && appSet && isDevelopment(node) != isDevelopment(app) {
+		return environmentMode{
+			production: true,
+			reason:     fmt.Sprintf("NODE_ENV=%s and APP_ENV=%s disagree", quoted(node), quoted(app)),
+			conflict:   fmt.Sprintf("is %s but APP_ENV is %s: one says production, the other development", quoted(node), quoted(app)),
+		}
+	}
+	name, value := "NODE_ENV", node
+	if !nodeSet {
+		name, value = "APP_ENV", app
+	}
+	switch {
+	case !nodeSet && !appSet:
+		return environmentMode{reason: "NODE_ENV and APP_ENV are not set"}
+	case isDevelopment(value):
+		return environmentMode{reason: name + "=" + quoted(value)}
+	case strings.EqualFold(strings.Trim(value, " \t\r\n"), "production"):
+		return environmentMode{production: true, reason: name + "=" + quoted(value)}
+	}
+	return environmentMode{production: true, reason: fmt.Sprintf("%s=%s is not %s or %s", name, quoted(value),
+		strings.Join(developmentEnvironments[:len(developmentEnvironments)-1], ", "), developmentEnvironments[len(developmentEnvironments)-1])}
+}
+
+// modeText is the mode and why, for LogValue: "production (NODE_ENV=...)".
+func (c Config) modeText() string {
+	mode := "development"
+	if c.Production {
+		mode = "production"
+	}
+	if c.mode.reason == "" || c.mode.production != c.Production {
+		return mode + " (Config.Production set in code)"
+	}
+	return mode + " (" + c.mode.reason + ")"
 }
 
 // placeholderSecrets are values copied from documentation and tutorials.
@@ -410,6 +496,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.Bool("production", c.Production),
+		slog.String("mode", c.modeText()),
 		slog.Bool("use_postgres", c.UsePostgres),
 		slog.String("database", db),
 		slog.String("secret", redacted(c.Secret)),

@@ -10,7 +10,9 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,8 +120,8 @@ func TestConfigFromLookup(t *testing.T) {
 					TouchInterval: time.Minute, Table: "auth.sessions", ManualMigrations: true, MaxSize: 4096,
 					StoreTimeout: 2 * time.Second, PruneInterval: 10 * time.Minute,
 				}
-				if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
-					t.Errorf("got  %#v\nwant %#v", c, want)
+				if diff := differentFields(c, want); len(diff) > 0 {
+					t.Errorf("fields %v differ: got %#v\nwant %#v", diff, c, want)
 				}
 			},
 		},
@@ -520,4 +522,112 @@ func TestNoWayOfPrintingAConfigShowsASecret(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestProductionModeFailsClosed is the review's item 9: a typo in NODE_ENV
+// used to turn production off without a word. Only explicit development
+// values do now, and the log line a Config makes says which mode and why.
+func TestProductionModeFailsClosed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		nodeEnv, appEnv *string // nil: unset
+		production      bool
+		mode            string // fragment of the "mode" LogValue attribute
+		problem         string // fragment of a NODE_ENV problem, "" for none
+	}{
+		{production: false, mode: "development (NODE_ENV and APP_ENV are not set)"},
+		{nodeEnv: ptr(""), production: false, mode: "development"},
+		{nodeEnv: ptr("development"), production: false, mode: `development (NODE_ENV="development")`},
+		{nodeEnv: ptr("  Development\t"), production: false, mode: "development"},
+		{nodeEnv: ptr("dev"), production: false},
+		{nodeEnv: ptr("TEST"), production: false},
+		{nodeEnv: ptr("local"), production: false},
+		{appEnv: ptr("local"), production: false, mode: `APP_ENV="local"`},
+		{nodeEnv: ptr("test"), appEnv: ptr("dev"), production: false},
+		{nodeEnv: ptr("production"), production: true, mode: `production (NODE_ENV="production")`},
+		{nodeEnv: ptr("Production "), production: true},
+		{nodeEnv: ptr("prod"), production: true, mode: `production (NODE_ENV="prod" is not development, dev, test or local)`},
+		{nodeEnv: ptr("staging"), production: true},
+		{nodeEnv: ptr("production;"), production: true},
+		{nodeEnv: ptr("development\u200b"), production: true, mode: `NODE_ENV="development\u200b"`},
+		{nodeEnv: ptr("development\u00a0"), production: true, mode: `NODE_ENV="development\u00a0"`},
+		{nodeEnv: ptr("\u00a0dev"), production: true},
+		{nodeEnv: ptr("te\u017ft"), production: true}, // a long s, which folds to "s"
+		{appEnv: ptr("prod"), production: true, mode: `APP_ENV="prod"`},
+		{nodeEnv: ptr(""), appEnv: ptr("production"), production: true},
+		{nodeEnv: ptr("prod"), appEnv: ptr("production"), production: true},
+		{nodeEnv: ptr("production"), appEnv: ptr("development"), production: true, problem: `is "production" but APP_ENV is "development"`},
+		{nodeEnv: ptr("dev"), appEnv: ptr("staging"), production: true, problem: `is "dev" but APP_ENV is "staging"`},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"SESSION_SECRET": goodSecret, "SESSION_ALLOW_MEMORY_STORE": "true"}
+		if tt.nodeEnv != nil {
+			env["NODE_ENV"] = *tt.nodeEnv
+		}
+		if tt.appEnv != nil {
+			env["APP_ENV"] = *tt.appEnv
+		}
+		name := fmt.Sprintf("NODE_ENV=%s APP_ENV=%s", show(tt.nodeEnv), show(tt.appEnv))
+		c, err := session.ConfigFromLookup(lookupFrom(env))
+		if c.Production != tt.production {
+			t.Errorf("%s: Production = %v, want %v", name, c.Production, tt.production)
+		}
+		var problems []string
+		for _, ce := range configErrors(err) {
+			problems = append(problems, ce.Error())
+		}
+		switch {
+		case tt.problem == "" && err != nil:
+			t.Errorf("%s: unexpected error %v", name, err)
+		case tt.problem != "" && (len(problems) != 1 || !strings.Contains(problems[0], tt.problem) || !strings.Contains(problems[0], "NODE_ENV") || !strings.Contains(problems[0], "APP_ENV")):
+			t.Errorf("%s: problems %q, want one naming NODE_ENV and APP_ENV and saying %q", name, problems, tt.problem)
+		}
+		mode := ""
+		for _, a := range c.LogValue().Group() {
+			if a.Key == "mode" {
+				mode = a.Value.String()
+			}
+		}
+		want := map[bool]string{true: "production", false: "development"}[tt.production]
+		if !strings.HasPrefix(mode, want) || !strings.Contains(mode, tt.mode) {
+			t.Errorf("%s: mode %q, want it to start %q and say %q", name, mode, want, tt.mode)
+		}
+		if !strings.Contains(c.String(), mode) {
+			t.Errorf("%s: String() %q lacks the mode", name, c.String())
+		}
+	}
+	// A Config built in code says so.
+	for _, c := range []session.Config{{}, {Production: true}} {
+		var mode string
+		for _, a := range c.LogValue().Group() {
+			if a.Key == "mode" {
+				mode = a.Value.String()
+			}
+		}
+		if !strings.Contains(mode, "Config.Production") {
+			t.Errorf("Config{Production: %v}: mode %q does not say it was set in code", c.Production, mode)
+		}
+	}
+}
+
+// differentFields names the exported fields in which a and b differ (the
+// unexported ones only record how a Config was made).
+func differentFields(a, b session.Config) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var diff []string
+	for i := range va.NumField() {
+		if f := va.Type().Field(i); f.IsExported() && !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			diff = append(diff, f.Name)
+		}
+	}
+	return diff
+}
+
+func ptr(s string) *string { return &s }
+
+func show(s *string) string {
+	if s == nil {
+		return "(unset)"
+	}
+	return strconv.Quote(*s)
 }

@@ -137,17 +137,24 @@ func (c *checker) addProblems(name string, problems []*session.ConfigError) {
 // judges it even when NODE_ENV says otherwise: the point is to know what
 // production would make of it.
 func check(ctx context.Context, e environment, envFile string, timeout time.Duration) []result {
-	cfg, _ := session.ConfigFromLookup(e.lookup)
-	// The same variables read with NODE_ENV=production give the parse
-	// errors and production's verdict on the rest, whatever NODE_ENV says.
+	cfg, cfgErr := session.ConfigFromLookup(e.lookup)
+	// The same variables read as production give the parse errors and
+	// production's verdict on the rest, whatever NODE_ENV says; only the
+	// verdict on NODE_ENV itself comes from the variables as they are.
 	_, err := session.ConfigFromLookup(func(name string) (string, bool) {
-		if name == "NODE_ENV" {
+		if name == "NODE_ENV" || name == "APP_ENV" {
 			return "production", true
 		}
 		return e.lookup(name)
 	})
+	problems := configErrors(err)
+	for _, p := range configErrors(cfgErr) {
+		if p.Variable == "NODE_ENV" {
+			problems = append(problems, p)
+		}
+	}
 	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
-	for _, p := range configErrors(err) {
+	for _, p := range problems {
 		if _, ok := c.problems[p.Variable]; !ok {
 			c.order = append(c.order, p.Variable)
 		}
@@ -172,23 +179,46 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 	return c.results
 }
 
+// checkProduction reports the mode the app will run in and why, as the
+// library decides it: production unless NODE_ENV (or APP_ENV) names
+// development.
 func (c *checker) checkProduction() {
+	const name = "production mode"
+	const fix = "set NODE_ENV=production: production mode makes cookies Secure and refuses weak secrets and the memory store"
+	if conflicts := c.take("NODE_ENV"); len(conflicts) > 0 {
+		c.addProblems(name, conflicts)
+		return
+	}
 	variable := "NODE_ENV"
-	value, ok := c.env.lookup(variable)
+	value, set := c.env.lookup(variable)
 	if strings.TrimSpace(value) == "" {
-		if v, ok2 := c.env.lookup("APP_ENV"); ok2 && strings.TrimSpace(v) != "" {
-			variable, value, ok = "APP_ENV", v, ok2
+		if v, ok := c.env.lookup("APP_ENV"); ok && strings.TrimSpace(v) != "" {
+			variable, value, set = "APP_ENV", v, true
 		}
 	}
-	const fix = "set NODE_ENV=production: production mode makes cookies Secure and refuses weak secrets and the memory store"
+	detail := modeOf(c.cfg) + c.env.origin(variable)
 	switch {
+	case c.cfg.Production && strings.Trim(value, " \t\r\n") == "production":
+		c.add(name, pass, detail, "")
 	case c.cfg.Production:
-		c.add("production mode", pass, variable+"=production"+c.env.origin(variable), "")
-	case !ok:
-		c.add("production mode", fail, "NODE_ENV is not set", fix)
+		c.add(name, warn, detail, "set "+variable+"=production exactly: this library runs production checks for any value but development, dev, test and local, "+
+			"but other code comparing "+variable+` with "production" (Express, for one) runs as in development`)
+	case !set:
+		c.add(name, fail, "NODE_ENV is not set", fix)
 	default:
-		c.add("production mode", fail, fmt.Sprintf("%s is %q%s", variable, strings.TrimSpace(value), c.env.origin(variable)), fix)
+		c.add(name, fail, detail, fix)
 	}
+}
+
+// modeOf returns the mode cfg runs in and why, as its LogValue reports
+// it: `production (NODE_ENV="production")`.
+func modeOf(cfg session.Config) string {
+	for _, a := range cfg.LogValue().Group() {
+		if a.Key == "mode" {
+			return a.Value.String()
+		}
+	}
+	return ""
 }
 
 func (c *checker) checkUsePostgres() {

@@ -42,7 +42,7 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		t.Fatalf("exit status %d:\n%s%s", code, stdout, stderr)
 	}
 	for _, line := range []string{
-		"PASS  production mode     NODE_ENV=production",
+		`PASS  production mode     production (NODE_ENV="production")`,
 		"PASS  USE_POSTGRES        true",
 		"PASS  DATABASE_URL        127.0.0.1:",
 		"PASS  database reachable  127.0.0.1:",
@@ -98,6 +98,37 @@ func TestCheckFailures(t *testing.T) {
 				"USE_POSTGRES":    {"fail", "is not true", "set USE_POSTGRES=true"},
 				"SESSION_SECRET":  {"fail", "is 20 bytes; production needs at least 32", `run "sessionctl secret"`},
 				"cookie":          {"fail", "name=session HttpOnly", "not Secure"},
+			},
+		},
+		{
+			name: "NODE_ENV with a typo runs production checks",
+			edit: func(t *testing.T, env map[string]string) { env["NODE_ENV"] = "prod" },
+			want: map[string][]string{
+				"production mode": {"warn", `production (NODE_ENV="prod" is not development, dev, test or local)`, "set NODE_ENV=production exactly"},
+			},
+		},
+		{
+			name: "NODE_ENV with an invisible character",
+			edit: func(t *testing.T, env map[string]string) { env["NODE_ENV"] = "development\u200b" },
+			want: map[string][]string{
+				"production mode": {"warn", `NODE_ENV="development\u200b"`},
+			},
+		},
+		{
+			name: "NODE_ENV and APP_ENV disagree",
+			edit: func(t *testing.T, env map[string]string) { env["APP_ENV"] = "development" },
+			want: map[string][]string{
+				"production mode": {"fail", `NODE_ENV is "production" but APP_ENV is "development"`, "set both to the same mode"},
+			},
+		},
+		{
+			name: "APP_ENV says development",
+			edit: func(t *testing.T, env map[string]string) {
+				delete(env, "NODE_ENV")
+				env["APP_ENV"] = "local"
+			},
+			want: map[string][]string{
+				"production mode": {"fail", `development (APP_ENV="local")`, "set NODE_ENV=production"},
 			},
 		},
 		{
