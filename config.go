@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/entropy"
 	"github.com/smartscheduler/session/internal/redact"
 )
 
@@ -353,22 +354,34 @@ var placeholderSecrets = map[string]bool{
 	"supersecret": true, "development": true, "test": true, "default": true,
 }
 
+// minSecretBits is the entropy production requires of every accepted
+// secret, by internal/entropy's estimate: the strength of a 128-bit key,
+// which 32 random bytes written in base64 or hex clear twice over, and
+// which a secret made of repeated, sequential or keyboard patterns or
+// common words does not come near however long it is.
+const minSecretBits = 128
+
 // secretWeakness returns why s is unusable as a production secret, or "".
+// It is the one judgement of a secret: SESSION_SECRET and every entry of
+// SESSION_SECRET_PREVIOUS, which signs nothing but is accepted as if it
+// did, meet the same bar.
 func secretWeakness(s string) string {
 	lower := strings.ToLower(strings.TrimSpace(s))
-	distinct := map[rune]bool{}
-	for _, r := range s {
-		distinct[r] = true
-	}
 	switch {
 	case placeholderSecrets[lower] || (strings.HasPrefix(lower, "<") && strings.HasSuffix(lower, ">")):
 		return "is a placeholder copied from documentation"
 	case len(s) < minSecretLength:
 		return fmt.Sprintf("is %d bytes; production needs at least %d", len(s), minSecretLength)
-	case len(distinct) < 8:
-		return "repeats too few characters to be random"
 	}
-	return ""
+	e := entropy.Of(s)
+	if e.Bits >= minSecretBits {
+		return ""
+	}
+	made := "too few kinds of character for its length"
+	if len(e.Patterns) > 0 {
+		made = "made of " + strings.Join(e.Patterns, " and ")
+	}
+	return fmt.Sprintf("is predictable: about %.0f bits by an estimate that tries common patterns first (%s); production needs %d", e.Bits, made, minSecretBits)
 }
 
 // Validate reports every problem with c at once (joined ConfigErrors), each
@@ -399,10 +412,16 @@ func (c Config) validate(ownStore bool) error {
 		}
 	}
 	for i, s := range c.PreviousSecrets {
-		if strings.TrimSpace(s) == "" {
+		switch {
+		case strings.TrimSpace(s) == "":
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d is empty", i+1), "list old secrets separated by single commas")
-		} else if s == c.Secret {
+		case s == c.Secret:
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d equals SESSION_SECRET", i+1), "remove it; the current secret is always accepted")
+		case c.Production:
+			if why := secretWeakness(s); why != "" {
+				bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d %s", i+1, why),
+					"remove it: a cookie signed with it is accepted as if signed with SESSION_SECRET, so it must be as strong")
+			}
 		}
 	}
 	if c.UsePostgres && !ownStore {

@@ -82,7 +82,7 @@ func TestConfigFromLookup(t *testing.T) {
 			name:     "long but repetitive secret",
 			env:      prod(map[string]string{"SESSION_SECRET": strings.Repeat("ab", 20)}),
 			wantVars: []string{"SESSION_SECRET"},
-			wantText: []string{"repeats"},
+			wantText: []string{"predictable", "a repeated block"},
 		},
 		{name: "memory store allowed in production", env: prod(nil)},
 		{
@@ -106,7 +106,7 @@ func TestConfigFromLookup(t *testing.T) {
 			name: "complete production",
 			env: map[string]string{
 				"NODE_ENV": "production", "USE_POSTGRES": "true", "DATABASE_URL": "postgres://app:pw@db:5432/app",
-				"SESSION_SECRET": " " + goodSecret + " ", "SESSION_SECRET_PREVIOUS": "old-secret-one, old-secret-two",
+				"SESSION_SECRET": " " + goodSecret + " ", "SESSION_SECRET_PREVIOUS": oldSecrets[0] + ", " + oldSecrets[1],
 				"SESSION_SAMESITE": "Strict", "SESSION_LIFETIME": "720h", "SESSION_IDLE_TIMEOUT": "30m",
 				"SESSION_TOUCH_INTERVAL": "1m", "SESSION_TABLE": "auth.sessions", "SESSION_AUTO_MIGRATE": "false",
 				"SESSION_MAX_SIZE": "4096", "SESSION_STORE_TIMEOUT": "2s", "SESSION_PRUNE_INTERVAL": "10m",
@@ -115,7 +115,7 @@ func TestConfigFromLookup(t *testing.T) {
 			checkConfig: func(t *testing.T, c session.Config) {
 				want := session.Config{
 					Production: true, UsePostgres: true, DatabaseURL: "postgres://app:pw@db:5432/app", Secret: goodSecret,
-					PreviousSecrets: []string{"old-secret-one", "old-secret-two"}, CookieName: "__Host-sid",
+					PreviousSecrets: oldSecrets, CookieName: "__Host-sid",
 					SameSite: http.SameSiteStrictMode, Lifetime: 720 * time.Hour, IdleTimeout: 30 * time.Minute,
 					TouchInterval: time.Minute, Table: "auth.sessions", ManualMigrations: true, MaxSize: 4096,
 					StoreTimeout: 2 * time.Second, PruneInterval: 10 * time.Minute,
@@ -207,6 +207,9 @@ func TestConfigFromLookup(t *testing.T) {
 		})
 	}
 }
+
+// oldSecrets are retired secrets strong enough for production.
+var oldSecrets = []string{"Qm8xV2nB7cK4zL9pW3rT6yH1jF5dS0gAe", "tY7uI2oP9aS4dF6gH1jK3lZ8xC5vB0nMq"}
 
 func TestNewReportsEveryProblem(t *testing.T) {
 	t.Parallel()
@@ -630,4 +633,91 @@ func show(s *string) string {
 		return "(unset)"
 	}
 	return strconv.Quote(*s)
+}
+
+// weakSecrets mirror the review's item 10: secrets of 32 bytes or more,
+// so that only their patterns can fail them, made the ways people make up
+// secrets. The previous check (at least 8 distinct characters) accepted
+// 18 of these 28.
+var weakSecrets = []string{
+	"abcdefghijklmnopqrstuvwxyz0123456789",
+	"0123456789012345678901234567890123456789",
+	"qwertyuiopasdfghjklzxcvbnmqwertyuiop",
+	"zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQ",
+	"9876543210987654321098765432109876543210",
+	"asdfghjkl;asdfghjkl;asdfghjkl;asdfghjkl;",
+	"1234567890!@#$%^&*()1234567890!@#$%^&*()",
+	"keyboard cat keyboard cat keyboard cat",
+	"Password123!Password123!Password123!",
+	"supersecretsessionsecretkey1234567",
+	"my-app-session-secret-for-production",
+	"Ch@ngeMe!Ch@ngeMe!Ch@ngeMe!Ch@ngeMe!",
+	"admin123admin123admin123admin123",
+	"Zk3vQ9pL2mX7rT1wYZk3vQ9pL2mX7rT1wY",
+	"Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",
+	"abcdefgh12345678ABCDEFGH!@#$%^&*",
+	"your-secret-here-your-secret-here",
+	"this-is-my-very-long-session-secret-key",
+	"correcthorsebatterystaplecorrecthorse",
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	"changemechangemechangemechangeme",
+	"passwordpasswordpasswordpassword",
+	"abcabcabcabcabcabcabcabcabcabcabc",
+	"deadbeefdeadbeefdeadbeefdeadbeef",
+	"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+	"secret-secret-secret-secret-secret",
+	"qwertyqwertyqwertyqwertyqwertyqwerty",
+	"SmartScheduler-Session-Secret-2024!",
+}
+
+// TestWeakSecretsRefused: production refuses every weak secret, as
+// SESSION_SECRET and as an entry of SESSION_SECRET_PREVIOUS alike, naming
+// the variable and never the secret; development accepts them.
+func TestWeakSecretsRefused(t *testing.T) {
+	t.Parallel()
+	if len(weakSecrets) < 24 {
+		t.Fatalf("only %d weak secrets", len(weakSecrets))
+	}
+	for _, weak := range weakSecrets {
+		if len(weak) < 32 {
+			t.Fatalf("%q is shorter than 32 bytes: the table is for secrets that pass on length", weak)
+		}
+		for _, tc := range []struct {
+			variable string
+			env      map[string]string
+		}{
+			{"SESSION_SECRET", map[string]string{"SESSION_SECRET": weak}},
+			{"SESSION_SECRET_PREVIOUS", map[string]string{"SESSION_SECRET": goodSecret, "SESSION_SECRET_PREVIOUS": randomSecret(t) + "," + weak}},
+		} {
+			env := map[string]string{"NODE_ENV": "production", "SESSION_ALLOW_MEMORY_STORE": "true"}
+			maps.Copy(env, tc.env)
+			_, err := session.ConfigFromLookup(lookupFrom(env))
+			if got := problemVariables(err); !slices.Equal(got, []string{tc.variable}) {
+				t.Errorf("%s=%q: problems with %v, want %s", tc.variable, weak, got, tc.variable)
+				continue
+			}
+			if !strings.Contains(err.Error(), "predictable") || !strings.Contains(err.Error(), "128") {
+				t.Errorf("%s=%q: error does not say it is predictable and what production needs: %v", tc.variable, weak, err)
+			}
+			if tc.variable == "SESSION_SECRET_PREVIOUS" && !strings.Contains(err.Error(), "entry 2") {
+				t.Errorf("the error does not say which entry: %v", err)
+			}
+			if strings.Contains(err.Error(), weak) {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+			env["NODE_ENV"] = "development"
+			if _, err := session.ConfigFromLookup(lookupFrom(env)); err != nil {
+				t.Errorf("development refuses %s=%q: %v", tc.variable, weak, err)
+			}
+		}
+	}
+	// The placeholders and short secrets of before still fail, with their
+	// own reasons, as previous secrets too.
+	for secret, want := range map[string]string{"changeme": "is a placeholder", "keyboard cat": "is a placeholder", "k2#Lx9!mQz4w": "is 12 bytes"} {
+		_, err := session.ConfigFromLookup(lookupFrom(map[string]string{"NODE_ENV": "production", "SESSION_ALLOW_MEMORY_STORE": "true",
+			"SESSION_SECRET": goodSecret, "SESSION_SECRET_PREVIOUS": secret}))
+		if !strings.Contains(fmt.Sprint(err), "SESSION_SECRET_PREVIOUS entry 1 "+want) {
+			t.Errorf("previous secret %q: %v, want %q", secret, err, want)
+		}
+	}
 }

@@ -49,7 +49,7 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		"PASS  session table       \"t_",
 		"PASS  database clock      within 2s",
 		"PASS  SESSION_SECRET      set, 43 bytes",
-		"PASS  previous secrets    1 retired secret(s)",
+		"PASS  previous secrets    1 retired secret(s), each as strong",
 		"PASS  cookie              name=__Host-session Secure HttpOnly SameSite=Lax",
 	} {
 		if !strings.Contains(stdout, "\n"+line) && !strings.HasPrefix(stdout, line) {
@@ -139,7 +139,7 @@ func TestCheckFailures(t *testing.T) {
 			},
 			want: map[string][]string{
 				"SESSION_SECRET":   {"fail", "placeholder"},
-				"previous secrets": {"warn", "entry 1 is a placeholder", "remove it once SESSION_LIFETIME has passed"},
+				"previous secrets": {"fail", "entry 1 is a placeholder", "remove it"},
 			},
 		},
 		{

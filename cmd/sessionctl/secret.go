@@ -45,7 +45,8 @@ unless it is too weak for production, in which case it is replaced. With
 --rotate the current secret is replaced and moved to the front of
 SESSION_SECRET_PREVIOUS, where it is still accepted: nobody is signed out,
 and each cookie it signed is re-signed with the new secret on its next
-request. The secret is never printed when it goes into a file.`)
+request. A retired secret too weak for production is dropped instead, and
+the command says so. The secret is never printed when it goes into a file.`)
 	envFile := fs.String("env-file", "", "write SESSION_SECRET into `FILE` instead of printing it")
 	rotate := fs.Bool("rotate", false, "replace the secret in the env file, keeping the old one in SESSION_SECRET_PREVIOUS")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
@@ -75,22 +76,21 @@ request. The secret is never printed when it goes into a file.`)
 			fmt.Fprintf(stderr, "sessionctl secret: the current SESSION_SECRET in %s contains a comma, so it cannot be listed in the comma-separated SESSION_SECRET_PREVIOUS: add it there by hand, or replace it without --rotate (which signs everyone out)\n", *envFile)
 			return exitFailed
 		}
-		previous := []string{current}
-		if list, ok := f.lookup("SESSION_SECRET_PREVIOUS"); ok {
-			for s := range strings.SplitSeq(list, ",") {
-				if s = strings.TrimSpace(s); s != "" && !slices.Contains(previous, s) {
-					previous = append(previous, s)
-				}
-			}
-		}
+		previous, dropped := retiredSecrets(f, current)
 		f.set("SESSION_SECRET", secret)
-		f.set("SESSION_SECRET_PREVIOUS", strings.Join(previous, ","))
-		message = fmt.Sprintf(`Rotated SESSION_SECRET in %s. The old secret is first in SESSION_SECRET_PREVIOUS
-(%d retired secret(s) accepted), so nobody is signed out: cookies it signed are
+		if _, ok := f.lookup("SESSION_SECRET_PREVIOUS"); ok || len(previous) > 0 {
+			f.set("SESSION_SECRET_PREVIOUS", strings.Join(previous, ","))
+		}
+		kept := "The old secret is first in SESSION_SECRET_PREVIOUS"
+		if problem != "" {
+			kept = "The old secret was not kept (see above)"
+		}
+		message = dropped + fmt.Sprintf(`Rotated SESSION_SECRET in %s. %s
+(%d retired secret(s) accepted), so nobody is signed out: cookies they signed are
 re-signed with the new secret on their next request.
 Deploy the file to every instance, then restart them. Once SESSION_LIFETIME
 (14 days by default) has passed, remove the retired secrets from
-SESSION_SECRET_PREVIOUS.`, *envFile, len(previous))
+SESSION_SECRET_PREVIOUS.`, *envFile, kept, len(previous))
 	case problem != "":
 		f.set("SESSION_SECRET", secret)
 		message = fmt.Sprintf("Replaced the SESSION_SECRET in %s, which %s; sessions it signed end, so their users sign in again.", *envFile, problem)
@@ -108,6 +108,34 @@ SESSION_SECRET_PREVIOUS.`, *envFile, len(previous))
 		fmt.Fprintf(stdout, "%s was mode %04o, open to other users; it is now %04o, since it holds the key to every session.\nIf the app runs as another user, make that user the file's owner (chown) rather than opening the mode again.\n", f.path, old, old&0o600)
 	}
 	return exitOK
+}
+
+// retiredSecrets returns what SESSION_SECRET_PREVIOUS becomes when current
+// retires: current first, then the entries already there, without
+// duplicates, keeping only secrets production accepts. A weak retired
+// secret would be accepted as if it signed the cookie, and would stop the
+// app from starting in production, so it is dropped and the returned text
+// says which (by position, never by value) and why.
+func retiredSecrets(f *envFile, current string) (kept []string, dropped string) {
+	var b strings.Builder
+	consider := func(s, name string) {
+		switch problem := secretProblem(s); {
+		case s == "" || slices.Contains(kept, s):
+		case problem != "":
+			fmt.Fprintf(&b, "The %s %s; not kept in SESSION_SECRET_PREVIOUS: cookies it signed end.\n", name, problem)
+		default:
+			kept = append(kept, s)
+		}
+	}
+	consider(current, "old SESSION_SECRET")
+	if list, ok := f.lookup("SESSION_SECRET_PREVIOUS"); ok && strings.TrimSpace(list) != "" {
+		i := 0
+		for s := range strings.SplitSeq(list, ",") {
+			i++
+			consider(strings.TrimSpace(s), fmt.Sprintf("SESSION_SECRET_PREVIOUS entry %d", i))
+		}
+	}
+	return kept, b.String()
 }
 
 // warnReadable points out an env file other users may read, when the

@@ -82,6 +82,18 @@ func TestSecretPrintsA256BitSecret(t *testing.T) {
 	}
 }
 
+// TestSecretGeneratorPassesTheBar draws a thousand secrets from the
+// generator "sessionctl secret" uses: production must accept every one,
+// however its random characters happen to fall.
+func TestSecretGeneratorPassesTheBar(t *testing.T) {
+	t.Parallel()
+	for range 1000 {
+		if secret := newSecret(); secretProblem(secret) != "" {
+			t.Fatalf("production refuses a generated secret: %s", secretProblem(secret))
+		}
+	}
+}
+
 // envFileValue reads key from the file at path, as the app's loaders would.
 func envFileValue(t *testing.T, path, key string) string {
 	t.Helper()
@@ -236,6 +248,26 @@ func TestSecretEnvFile(t *testing.T) {
 		if envFileValue(t, path, "OTHER") != "1" {
 			t.Errorf("OTHER was lost")
 		}
+	})
+
+	t.Run("rotation drops weak secrets instead of keeping them accepted", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		strong := newSecret()
+		os.WriteFile(path, []byte("SESSION_SECRET=changeme\nSESSION_SECRET_PREVIOUS="+strong+",abcdefghijklmnopqrstuvwxyz0123456789,short\n"), 0o600)
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if got := envFileValue(t, path, "SESSION_SECRET_PREVIOUS"); got != strong {
+			t.Errorf("SESSION_SECRET_PREVIOUS = %q, want only the strong retired secret", got)
+		}
+		for _, want := range []string{"SESSION_SECRET", "is a placeholder", "entry 2", "is predictable", "entry 3", "is 5 bytes", "not kept"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("output does not say %q:\n%s", want, stdout)
+			}
+		}
+		assertNoSecrets(t, map[string]string{"SESSION_SECRET": envFileValue(t, path, "SESSION_SECRET"), "SESSION_SECRET_PREVIOUS": strong + ",abcdefghijklmnopqrstuvwxyz0123456789,changeme"}, stdout, stderr)
 	})
 
 	t.Run("refuses a file it cannot read faithfully", func(t *testing.T) {
