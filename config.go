@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/entropy"
@@ -73,12 +75,21 @@ type Config struct {
 	AllowMemoryStore bool
 
 	// CookieName is the session cookie's name (SESSION_COOKIE_NAME). The
-	// default is "session", or "__Host-session" in production when
-	// CookieDomain is empty.
+	// default is "session". In production the name always carries a prefix
+	// browsers enforce, added when it has none: __Host- without a
+	// CookieDomain (the cookie is then the host's alone, Secure, Path=/),
+	// __Secure- with one. A name given with a prefix is matched in any case,
+	// as browsers match it; __Host- with a CookieDomain is an error, since
+	// browsers would reject the cookie.
 	CookieName string
 
-	// CookieDomain is the cookie's Domain attribute (SESSION_COOKIE_DOMAIN).
-	// The default is empty: the cookie is sent only to the host that set it.
+	// CookieDomain is the cookie's Domain attribute (SESSION_COOKIE_DOMAIN),
+	// a host name that the app's hosts share, such as "example.com" for
+	// www.example.com and app.example.com. An IP address, a port, an empty
+	// label or a public suffix ("com", "co.uk", "github.io": no browser sets
+	// a cookie for all of it) is an error; one leading dot is ignored, as
+	// browsers ignore it. The default is empty: the cookie is sent only to
+	// the host that set it.
 	CookieDomain string
 
 	// SameSite is the cookie's SameSite attribute (SESSION_SAMESITE: lax,
@@ -133,9 +144,8 @@ const (
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.CookieName == "" {
-		c.CookieName = defaults.CookieName(c.Production, c.CookieDomain)
-	}
+	c.CookieDomain = defaults.CookieDomain(c.CookieDomain)
+	c.CookieName = defaults.CookieName(c.Production, c.CookieName, c.CookieDomain)
 	if c.SameSite == 0 {
 		c.SameSite = http.SameSiteLaxMode
 	}
@@ -440,11 +450,19 @@ func (c Config) validate(ownStore bool) error {
 			bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, not a valid cookie name", c.CookieName), "use letters, digits, '-' and '_'")
 		}
 	}
-	if strings.HasPrefix(d.CookieName, "__Host-") && c.CookieDomain != "" {
-		bad("SESSION_COOKIE_DOMAIN", "is set but the cookie name starts with __Host-, which browsers then reject", "unset SESSION_COOKIE_DOMAIN or choose a name without the __Host- prefix")
+	if c.CookieDomain != "" {
+		if problem := cookieDomainProblem(c.CookieDomain); problem != "" {
+			bad("SESSION_COOKIE_DOMAIN", fmt.Sprintf("is %q, %s", c.CookieDomain, problem),
+				"set it to a host name the app's hosts share, such as example.com, or unset it to keep the cookie to the host that set it")
+		}
 	}
-	if (strings.HasPrefix(d.CookieName, "__Host-") || strings.HasPrefix(d.CookieName, "__Secure-")) && !c.Production {
-		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, a prefix browsers accept only on Secure cookies, which only production sends", d.CookieName), "choose a name without the prefix outside production")
+	switch prefix, _ := defaults.CookiePrefix(c.CookieName); {
+	case prefix == defaults.HostPrefix && c.CookieDomain != "":
+		bad("SESSION_COOKIE_DOMAIN", fmt.Sprintf("is set but the cookie name %q starts with __Host-, which browsers then reject", c.CookieName),
+			"unset SESSION_COOKIE_DOMAIN (the cookie then goes to this host only), or name the cookie without a prefix: production then adds __Secure-")
+	case prefix != "" && !c.Production:
+		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, a prefix browsers accept only on Secure cookies, which only production sends", c.CookieName),
+			"choose a name without the prefix: production adds the right one")
 	}
 	if c.SameSite == http.SameSiteNoneMode && !c.Production {
 		bad("SESSION_SAMESITE", "is none, which browsers accept only on Secure cookies, which only production sends", "use lax outside production")
@@ -465,6 +483,33 @@ func (c Config) validate(ownStore bool) error {
 		bad("SESSION_* durations", "include a negative value", "use positive durations")
 	}
 	return errors.Join(problems...)
+}
+
+// cookieDomainProblem returns why browsers would not take domain as a
+// cookie's Domain, or "".
+func cookieDomainProblem(domain string) string {
+	d := defaults.CookieDomain(domain)
+	switch {
+	case net.ParseIP(strings.Trim(d, "[]")) != nil:
+		return "an IP address: browsers take a Domain attribute only for a host name"
+	case strings.Contains(d, ":"):
+		return "which includes a port: a cookie's Domain is a host name alone"
+	case d == "" || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, ".."):
+		return "which has an empty label (a dot at an end, or two in a row)"
+	}
+	for _, r := range d {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+		case r >= 0x80:
+			return "not a host name as cookies carry it: write an international name in its punycode (xn--) form"
+		default:
+			return "not a host name: use letters, digits and '-' between the dots"
+		}
+	}
+	if suffix, _ := publicsuffix.PublicSuffix(d); suffix == d {
+		return "a public suffix (like com, co.uk or github.io) or a single label: browsers refuse a cookie for every site under it"
+	}
+	return ""
 }
 
 // validateTableName accepts "table" or "schema.table" made of the characters
@@ -509,6 +554,9 @@ func (c Config) LogValue() slog.Value {
 		}
 		return "[redacted]"
 	}
+	// The settings as the Manager will use them, defaults applied: the
+	// cookie name production prefixes, above all.
+	d := c.withDefaults()
 	db := ""
 	if c.DatabaseURL != "" {
 		db = redact.DatabaseURL(c.DatabaseURL)
@@ -520,9 +568,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database", db),
 		slog.String("secret", redacted(c.Secret)),
 		slog.Int("previous_secrets", len(c.PreviousSecrets)),
-		slog.String("cookie_name", c.CookieName),
-		slog.Duration("lifetime", c.Lifetime),
-		slog.Duration("idle_timeout", c.IdleTimeout),
-		slog.String("table", c.Table),
+		slog.String("cookie_name", d.CookieName),
+		slog.String("cookie_domain", d.CookieDomain),
+		slog.Duration("lifetime", d.Lifetime),
+		slog.Duration("idle_timeout", d.IdleTimeout),
+		slog.String("table", d.Table),
 	)
 }

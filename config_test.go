@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
@@ -720,4 +721,104 @@ func TestWeakSecretsRefused(t *testing.T) {
 			t.Errorf("previous secret %q: %v, want %q", secret, err, want)
 		}
 	}
+}
+
+// TestProductionCookiesCarryAPrefix is the review's item 11: a custom
+// cookie name or a cookie domain dropped the __Host- prefix with no
+// __Secure- in its place, prefixes were matched case-sensitively, and
+// domains no browser accepts (an IP, a public suffix) were accepted.
+func TestProductionCookiesCarryAPrefix(t *testing.T) {
+	t.Parallel()
+	names := []struct {
+		production   bool
+		name, domain string
+		want         string
+	}{
+		{true, "", "", "__Host-session"},
+		{true, "sid", "", "__Host-sid"},
+		{true, "", "example.com", "__Secure-session"},
+		{true, "sid", "app.example.com", "__Secure-sid"},
+		{true, "__HOST-sid", "", "__Host-sid"},
+		{true, "__secure-sid", "example.com", "__Secure-sid"},
+		{true, "__Secure-sid", "", "__Secure-sid"},
+		{false, "", "", "session"},
+		{false, "sid", "example.com", "sid"},
+	}
+	for _, tt := range names {
+		cfg := session.Config{Production: tt.production, AllowMemoryStore: true, Secret: goodSecret, CookieName: tt.name, CookieDomain: tt.domain}
+		m, err := session.New(t.Context(), cfg, session.WithLogger(discardLogger))
+		if err != nil {
+			t.Errorf("%+v: %v", tt, err)
+			continue
+		}
+		m.Close()
+		ck := onlyCookie(serve(m.Handler(appHandler()), "/visit", ""))
+		if ck == nil || ck.Name != tt.want {
+			t.Errorf("production %v, name %q, domain %q: cookie %v, want the name %q", tt.production, tt.name, tt.domain, ck, tt.want)
+		}
+		if !strings.Contains(cfg.String(), "cookie_name="+tt.want) {
+			t.Errorf("Config.String() = %s, want cookie_name=%s", cfg.String(), tt.want)
+		}
+	}
+
+	prod := func(name, domain string) map[string]string {
+		return map[string]string{"NODE_ENV": "production", "SESSION_ALLOW_MEMORY_STORE": "true", "SESSION_SECRET": goodSecret,
+			"SESSION_COOKIE_NAME": name, "SESSION_COOKIE_DOMAIN": domain}
+	}
+	for _, tt := range []struct {
+		env      map[string]string
+		variable string
+		says     string
+	}{
+		{prod("__HOST-sid", "example.com"), "SESSION_COOKIE_DOMAIN", "__Host-"},
+		{prod("__host-sid", "example.com"), "SESSION_COOKIE_DOMAIN", "__Host-"},
+		{map[string]string{"SESSION_COOKIE_NAME": "__secure-sid"}, "SESSION_COOKIE_NAME", "Secure"},
+		{prod("", "com"), "SESSION_COOKIE_DOMAIN", "public suffix"},
+		{prod("", "co.uk"), "SESSION_COOKIE_DOMAIN", "public suffix"},
+		{prod("", ".com"), "SESSION_COOKIE_DOMAIN", "public suffix"},
+		{prod("", "github.io"), "SESSION_COOKIE_DOMAIN", "public suffix"},
+		{prod("", "localhost"), "SESSION_COOKIE_DOMAIN", "public suffix"},
+		{prod("", "127.0.0.1"), "SESSION_COOKIE_DOMAIN", "IP address"},
+		{prod("", "::1"), "SESSION_COOKIE_DOMAIN", "IP address"},
+		{prod("", "[2001:db8::1]"), "SESSION_COOKIE_DOMAIN", "IP address"},
+		{prod("", "example.com:443"), "SESSION_COOKIE_DOMAIN", "port"},
+		{prod("", "..example.com"), "SESSION_COOKIE_DOMAIN", "empty label"},
+		{prod("", "example..com"), "SESSION_COOKIE_DOMAIN", "empty label"},
+		{prod("", "example.com."), "SESSION_COOKIE_DOMAIN", "empty label"},
+		{prod("", "."), "SESSION_COOKIE_DOMAIN", "empty label"},
+		{prod("", "exa mple.com"), "SESSION_COOKIE_DOMAIN", "not a host name"},
+		{prod("", "bücher.example"), "SESSION_COOKIE_DOMAIN", "xn--"},
+		{map[string]string{"SESSION_COOKIE_DOMAIN": "com"}, "SESSION_COOKIE_DOMAIN", "public suffix"},
+	} {
+		_, err := session.ConfigFromLookup(lookupFrom(tt.env))
+		if got := problemVariables(err); !slices.Equal(got, []string{tt.variable}) || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("name %q, domain %q: problems with %v (%v), want %s saying %q", tt.env["SESSION_COOKIE_NAME"], tt.env["SESSION_COOKIE_DOMAIN"], got, err, tt.variable, tt.says)
+		}
+	}
+	// A leading dot means what browsers make of it: nothing.
+	for _, domain := range []string{".example.com", "Example.COM", "app.example.co.uk"} {
+		cfg, err := session.ConfigFromLookup(lookupFrom(prod("", domain)))
+		if err != nil {
+			t.Errorf("domain %q: %v", domain, err)
+			continue
+		}
+		m, err := session.New(t.Context(), cfg, session.WithLogger(discardLogger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		ck := onlyCookie(serve(m.Handler(appHandler()), "/visit", ""))
+		if want := strings.ToLower(strings.TrimPrefix(domain, ".")); ck == nil || ck.Domain != want || ck.Name != "__Secure-session" {
+			t.Errorf("domain %q: cookie %v, want __Secure-session with Domain=%s", domain, ck, want)
+		}
+	}
+}
+
+// onlyCookie returns the one cookie a recorded response set, whatever its
+// name, or nil.
+func onlyCookie(rec *httptest.ResponseRecorder) *http.Cookie {
+	if cookies := rec.Result().Cookies(); len(cookies) == 1 {
+		return cookies[0]
+	}
+	return nil
 }

@@ -403,18 +403,28 @@ func (c *checker) checkCookie() {
 	const name = "cookie"
 	problems := append(append(c.take("SESSION_COOKIE_NAME"), c.take("SESSION_COOKIE_DOMAIN")...), c.take("SESSION_SAMESITE")...)
 	d := c.cfg
-	if d.CookieName == "" {
-		d.CookieName = defaults.CookieName(d.Production, d.CookieDomain)
-	}
-	attrs := []string{"name=" + d.CookieName}
+	domain := defaults.CookieDomain(d.CookieDomain)
+	cookieName := defaults.CookieName(d.Production, d.CookieName, domain)
+	attrs := []string{"name=" + cookieName}
 	if d.Production {
 		attrs = append(attrs, "Secure")
 	}
 	attrs = append(attrs, "HttpOnly", "SameSite="+sameSiteName(d.SameSite), "Path=/")
-	if d.CookieDomain != "" {
-		attrs = append(attrs, "Domain="+d.CookieDomain)
+	if domain != "" {
+		attrs = append(attrs, "Domain="+domain)
 	}
 	detail := strings.Join(attrs, " ")
+	if prefix, _ := defaults.CookiePrefix(cookieName); d.Production && d.CookieName != cookieName {
+		why := "no SESSION_COOKIE_DOMAIN: the cookie is this host's alone"
+		if prefix == defaults.SecurePrefix {
+			why = "SESSION_COOKIE_DOMAIN is set, where __Host- is not allowed"
+		}
+		given := "SESSION_COOKIE_NAME is not set"
+		if d.CookieName != "" {
+			given = fmt.Sprintf("SESSION_COOKIE_NAME=%s", d.CookieName)
+		}
+		detail += fmt.Sprintf(" (%s; production gives the name the %s prefix browsers enforce, as %s)", given, prefix, why)
+	}
 	switch {
 	case len(problems) > 0:
 		c.addProblems(name, problems)

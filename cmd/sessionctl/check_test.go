@@ -132,6 +132,37 @@ func TestCheckFailures(t *testing.T) {
 			},
 		},
 		{
+			name: "a custom cookie name gets the prefix",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_NAME"] = "sid" },
+			want: map[string][]string{
+				"cookie": {"pass", "name=__Host-sid Secure", "SESSION_COOKIE_NAME=sid", "the __Host- prefix browsers enforce"},
+			},
+		},
+		{
+			name: "a cookie domain gets __Secure-",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_DOMAIN"] = ".Example.com" },
+			want: map[string][]string{
+				"cookie": {"pass", "name=__Secure-session Secure", "Domain=example.com", "the __Secure- prefix browsers enforce"},
+			},
+		},
+		{
+			name: "__Host- in any case refuses a domain",
+			edit: func(t *testing.T, env map[string]string) {
+				env["SESSION_COOKIE_NAME"] = "__HOST-sid"
+				env["SESSION_COOKIE_DOMAIN"] = "example.com"
+			},
+			want: map[string][]string{
+				"cookie": {"fail", "starts with __Host-", "unset SESSION_COOKIE_DOMAIN"},
+			},
+		},
+		{
+			name: "a public suffix as the cookie domain",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_DOMAIN"] = "co.uk" },
+			want: map[string][]string{
+				"cookie": {"fail", "public suffix"},
+			},
+		},
+		{
 			name: "placeholder secret, weak retired secret",
 			edit: func(t *testing.T, env map[string]string) {
 				env["SESSION_SECRET"] = "<random-secure-string>"
