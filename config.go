@@ -121,7 +121,14 @@ type Config struct {
 	ManualMigrations bool
 
 	// MaxSize caps a session's encoded values, in bytes (SESSION_MAX_SIZE).
-	// Set refuses a value that would exceed it. The default is 0: no cap.
+	// Set and the store refuse a change that would take the session over
+	// it, with ErrTooLarge. The zero value means the default, 64 KiB; a
+	// negative value turns the cap off (SESSION_MAX_SIZE=0). A session is
+	// read on every request that uses it, so the cap keeps one careless Set
+	// from making every later request slow: 64 KiB is sixteen times what a
+	// cookie can hold, room for carts, flashes and form state, while data
+	// larger than that belongs in a table of its own, keyed from the
+	// session.
 	MaxSize int
 
 	// StoreTimeout bounds every store call and the start-up connection check
@@ -138,6 +145,7 @@ type Config struct {
 // comment states its own.
 const (
 	defaultLifetime      = 14 * 24 * time.Hour
+	defaultMaxSize       = 64 << 10
 	defaultStoreTimeout  = 5 * time.Second
 	defaultPruneInterval = 5 * time.Minute
 )
@@ -154,6 +162,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TouchInterval == 0 {
 		c.TouchInterval = c.IdleTimeout / 10
+	}
+	// The effective cap, which the Manager hands the store: > 0, or 0 for
+	// none.
+	switch {
+	case c.MaxSize == 0:
+		c.MaxSize = defaultMaxSize
+	case c.MaxSize < 0:
+		c.MaxSize = 0
 	}
 	if c.Table == "" {
 		c.Table = defaults.Table
@@ -266,9 +282,12 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	c.ManualMigrations = !autoMigrate
 	if v := get("SESSION_MAX_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			bad("SESSION_MAX_SIZE", fmt.Sprintf("is %q, not a size in bytes", v), "set it to a whole number of bytes, or leave it unset for no cap")
-		} else {
+		switch {
+		case err != nil || n < 0:
+			bad("SESSION_MAX_SIZE", fmt.Sprintf("is %q, not a size in bytes", v), "set it to a whole number of bytes, 0 for no cap, or leave it unset for the 64 KiB default")
+		case n == 0:
+			c.MaxSize = -1 // off: the zero MaxSize means the default
+		default:
 			c.MaxSize = n
 		}
 	}
@@ -476,9 +495,6 @@ func (c Config) validate(ownStore bool) error {
 	if err := validateTableName(d.Table); err != nil {
 		bad("SESSION_TABLE", err.Error(), `use "table" or "schema.table" with letters, digits and underscores`)
 	}
-	if c.MaxSize < 0 {
-		bad("SESSION_MAX_SIZE", "is negative", "use a positive number of bytes, or 0 for no cap")
-	}
 	if c.Lifetime < 0 || c.IdleTimeout < 0 || c.TouchInterval < 0 || c.StoreTimeout < 0 || c.PruneInterval < 0 {
 		bad("SESSION_* durations", "include a negative value", "use positive durations")
 	}
@@ -573,5 +589,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("lifetime", d.Lifetime),
 		slog.Duration("idle_timeout", d.IdleTimeout),
 		slog.String("table", d.Table),
+		slog.Int("max_size", d.MaxSize),
 	)
 }

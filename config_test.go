@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -221,14 +222,13 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		IdleTimeout: 2 * time.Hour,
 		Table:       "bad;table",
 		SameSite:    http.SameSiteNoneMode,
-		MaxSize:     -1,
 	}
 	m, err := session.New(context.Background(), cfg, session.WithLogger(discardLogger))
 	if err == nil {
 		m.Close()
 		t.Fatal("New accepted a bad configuration")
 	}
-	want := []string{"SESSION_IDLE_TIMEOUT", "SESSION_MAX_SIZE", "SESSION_SECRET", "SESSION_TABLE", "USE_POSTGRES"}
+	want := []string{"SESSION_IDLE_TIMEOUT", "SESSION_SECRET", "SESSION_TABLE", "USE_POSTGRES"}
 	if got := problemVariables(err); !slices.Equal(got, want) {
 		t.Errorf("New reported %q, want %q:\n%v", got, want, err)
 	}
@@ -821,4 +821,52 @@ func onlyCookie(rec *httptest.ResponseRecorder) *http.Cookie {
 		return cookies[0]
 	}
 	return nil
+}
+
+// TestDefaultSizeCap is the review's item 8, configuration side: with no
+// SESSION_MAX_SIZE a 100 MB value was stored and then loaded on every
+// request. The zero MaxSize now means a 64 KiB cap; SESSION_MAX_SIZE=0
+// (a negative MaxSize) turns the cap off.
+func TestDefaultSizeCap(t *testing.T) {
+	t.Parallel()
+	const defaultCap = 64 << 10
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		maxSize int  // the Config field ConfigFromLookup fills
+		capped  bool // whether a value just over the default cap is refused
+	}{
+		{"unset", map[string]string{}, 0, true},
+		{"explicit", map[string]string{"SESSION_MAX_SIZE": "1048576"}, 1 << 20, false},
+		{"off", map[string]string{"SESSION_MAX_SIZE": "0"}, -1, false},
+	} {
+		cfg, err := session.ConfigFromLookup(lookupFrom(tc.env))
+		if err != nil || cfg.MaxSize != tc.maxSize {
+			t.Errorf("%s: MaxSize %d, %v; want %d", tc.name, cfg.MaxSize, err, tc.maxSize)
+			continue
+		}
+		cfg.Secret = goodSecret
+		m, err := session.New(t.Context(), cfg, session.WithLogger(discardLogger))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		t.Cleanup(m.Close)
+		var setErr error
+		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			setErr = session.FromContext(r.Context()).Set("big", strings.Repeat("x", defaultCap))
+		}))
+		serve(h, "/", "")
+		if capped := errors.Is(setErr, session.ErrTooLarge); capped != tc.capped {
+			t.Errorf("%s: Set of a %d-byte value = %v; want refused: %v", tc.name, defaultCap, setErr, tc.capped)
+		}
+		if !strings.Contains(cfg.String(), "max_size=") {
+			t.Errorf("%s: String() %s does not show the cap", tc.name, cfg.String())
+		}
+	}
+	if err := (session.Config{MaxSize: -1}).Validate(); err != nil {
+		t.Errorf("a negative MaxSize, the cap turned off, is refused: %v", err)
+	}
+	if _, err := session.ConfigFromLookup(lookupFrom(map[string]string{"SESSION_MAX_SIZE": "-1"})); err == nil {
+		t.Error("SESSION_MAX_SIZE=-1 accepted; 0 is how the variable turns the cap off")
+	}
 }

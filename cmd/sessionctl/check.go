@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -173,6 +174,8 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 	c.checkSecret()
 	c.checkPreviousSecrets()
 	c.checkCookie()
+	c.checkIdleTimeout()
+	c.checkSizeCap()
 	for _, variable := range c.order {
 		c.addProblems(variable, c.take(variable))
 	}
@@ -196,7 +199,7 @@ func (c *checker) checkProduction() {
 			variable, value, set = "APP_ENV", v, true
 		}
 	}
-	detail := modeOf(c.cfg) + c.env.origin(variable)
+	detail := logged(c.cfg, "mode").String() + c.env.origin(variable)
 	switch {
 	case c.cfg.Production && strings.Trim(value, " \t\r\n") == "production":
 		c.add(name, pass, detail, "")
@@ -210,15 +213,16 @@ func (c *checker) checkProduction() {
 	}
 }
 
-// modeOf returns the mode cfg runs in and why, as its LogValue reports
-// it: `production (NODE_ENV="production")`.
-func modeOf(cfg session.Config) string {
+// logged returns the attribute key of cfg's LogValue: the settings as the
+// app will run with them, defaults applied, such as the mode and why
+// (`production (NODE_ENV="production")`) or the effective size cap.
+func logged(cfg session.Config, key string) slog.Value {
 	for _, a := range cfg.LogValue().Group() {
-		if a.Key == "mode" {
-			return a.Value.String()
+		if a.Key == key {
+			return a.Value
 		}
 	}
-	return ""
+	return slog.Value{}
 }
 
 func (c *checker) checkUsePostgres() {
@@ -436,6 +440,35 @@ func (c *checker) checkCookie() {
 			"use SESSION_SAMESITE=lax unless the app is embedded cross-site, and then protect every form against CSRF")
 	default:
 		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send Secure cookies only there)", "")
+	}
+}
+
+// checkIdleTimeout warns when sessions never end for want of use: without
+// an idle timeout a cookie left on a shared computer, or stolen, works for
+// the whole SESSION_LIFETIME.
+func (c *checker) checkIdleTimeout() {
+	const name = "idle timeout"
+	if c.cfg.IdleTimeout == 0 {
+		c.add(name, warn, "SESSION_IDLE_TIMEOUT is not set: a session unused for days stays valid until SESSION_LIFETIME ends it",
+			"set SESSION_IDLE_TIMEOUT, such as 30m for an app that handles money or health data, or 24h; an active user is never signed out by it")
+		return
+	}
+	c.add(name, pass, fmt.Sprintf("SESSION_IDLE_TIMEOUT=%s: a session unused that long ends%s", c.cfg.IdleTimeout, c.env.origin("SESSION_IDLE_TIMEOUT")), "")
+}
+
+// checkSizeCap warns when SESSION_MAX_SIZE=0 turns the size cap off: a
+// session is read on every request that uses it, so one large value makes
+// every one of them slow.
+func (c *checker) checkSizeCap() {
+	const name = "size cap"
+	switch {
+	case c.cfg.MaxSize < 0:
+		c.add(name, warn, "SESSION_MAX_SIZE=0: no cap, so one large value would be loaded and sent to the database on every request"+c.env.origin("SESSION_MAX_SIZE"),
+			"unset SESSION_MAX_SIZE for the 64 KiB default, or set the largest session in bytes")
+	case c.cfg.MaxSize == 0:
+		c.add(name, pass, fmt.Sprintf("%d bytes (the default): a change that would make a session larger is refused", logged(c.cfg, "max_size").Int64()), "")
+	default:
+		c.add(name, pass, fmt.Sprintf("%d bytes: a change that would make a session larger is refused%s", c.cfg.MaxSize, c.env.origin("SESSION_MAX_SIZE")), "")
 	}
 }
 

@@ -51,6 +51,8 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		"PASS  SESSION_SECRET      set, 43 bytes",
 		"PASS  previous secrets    1 retired secret(s), each as strong",
 		"PASS  cookie              name=__Host-session Secure HttpOnly SameSite=Lax",
+		"PASS  idle timeout        SESSION_IDLE_TIMEOUT=30m0s",
+		"PASS  size cap            65536 bytes (the default)",
 	} {
 		if !strings.Contains(stdout, "\n"+line) && !strings.HasPrefix(stdout, line) {
 			t.Errorf("output lacks the line %q:\n%s", line, stdout)
@@ -63,8 +65,8 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		t.Error("two secrets share a fingerprint")
 	}
 	results, _ := checkJSON(t, env)
-	if len(results) != 9 {
-		t.Errorf("--json gave %d checks, want the 9 of the text output: %v", len(results), results)
+	if len(results) != 11 {
+		t.Errorf("--json gave %d checks, want the 11 of the text output: %v", len(results), results)
 	}
 }
 
@@ -160,6 +162,17 @@ func TestCheckFailures(t *testing.T) {
 			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_DOMAIN"] = "co.uk" },
 			want: map[string][]string{
 				"cookie": {"fail", "public suffix"},
+			},
+		},
+		{
+			name: "no idle timeout, no size cap",
+			edit: func(t *testing.T, env map[string]string) {
+				delete(env, "SESSION_IDLE_TIMEOUT")
+				env["SESSION_MAX_SIZE"] = "0"
+			},
+			want: map[string][]string{
+				"idle timeout": {"warn", "SESSION_IDLE_TIMEOUT is not set", "set SESSION_IDLE_TIMEOUT"},
+				"size cap":     {"warn", "SESSION_MAX_SIZE=0", "unset SESSION_MAX_SIZE"},
 			},
 		},
 		{

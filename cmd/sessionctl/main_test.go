@@ -43,6 +43,8 @@ func productionEnv(t *testing.T) map[string]string {
 		"DATABASE_URL":   u.String(),
 		"SESSION_SECRET": newSecret(),
 		"SESSION_TABLE":  pgtest.Schema(t),
+		// Production without an idle timeout is a warning.
+		"SESSION_IDLE_TIMEOUT": "30m",
 	}
 }
 
