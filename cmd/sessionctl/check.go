@@ -402,6 +402,13 @@ func (c *checker) checkPreviousSecrets() {
 	}
 }
 
+// httpsTest is how an operator sees, from outside, whether the Secure
+// cookie comes back: behind a proxy the app knows only what the proxy
+// tells it about the browser's connection.
+const httpsTest = "To test: curl -s -o /dev/null -D - https://your.site/PAGE | grep -i set-cookie, " +
+	"PAGE being one that uses the session (a sign-in page), must show the cookie, and the site must answer on https:// only; " +
+	"behind a TLS-terminating proxy, the proxy must be trusted and send X-Forwarded-Proto: https"
+
 // checkCookie describes the cookie this configuration makes the app send.
 func (c *checker) checkCookie() {
 	const name = "cookie"
@@ -434,12 +441,13 @@ func (c *checker) checkCookie() {
 		c.addProblems(name, problems)
 	case !d.Production:
 		c.add(name, fail, detail+": not Secure, so it would travel over plain HTTP",
-			"set NODE_ENV=production, and serve the site over HTTPS: browsers send Secure cookies only there")
+			"set NODE_ENV=production, and serve the site over HTTPS: browsers send Secure cookies only there. "+httpsTest)
 	case d.SameSite == http.SameSiteNoneMode:
 		c.add(name, warn, detail+": sent on cross-site requests too",
 			"use SESSION_SAMESITE=lax unless the app is embedded cross-site, and then protect every form against CSRF")
 	default:
-		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send Secure cookies only there)", "")
+		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send a Secure cookie back only over HTTPS, "+
+			"so over plain HTTP every page is a new session and users loop back to sign-in. "+httpsTest+")", "")
 	}
 }
 

@@ -58,6 +58,13 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 			t.Errorf("output lacks the line %q:\n%s", line, stdout)
 		}
 	}
+	// The review's item 17: production over plain HTTP loses the Secure
+	// cookie on every page; the cookie line says how to see it.
+	for _, want := range []string{"only over HTTPS", "curl -s -o /dev/null -D - https://", "| grep -i set-cookie", "X-Forwarded-Proto: https"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the cookie line does not say %q:\n%s", want, stdout)
+		}
+	}
 	if want := "fingerprint " + fingerprint(env["SESSION_SECRET"]); !strings.Contains(stdout, want) {
 		t.Errorf("output lacks the secret's %s:\n%s", want, stdout)
 	}
