@@ -467,3 +467,37 @@ func BenchmarkPostgresStore(b *testing.B) {
 		}
 	})
 }
+
+// TestAutoMigrateWithoutCreatePrivilege is the review's item 18: under a
+// role that may not create tables (PostgreSQL 15 gives ordinary roles no
+// CREATE on public), New failed with a bare "permission denied for schema
+// public". Its error now names the privilege, the role and the two ways
+// out; the same goes for a schema the role may not create.
+func TestAutoMigrateWithoutCreatePrivilege(t *testing.T) {
+	t.Parallel()
+	table := pgtest.Schema(t)
+	schema := schemaOf(table)
+	role, roleURL := pgtest.Role(t)
+	pgtest.Exec(t, "GRANT USAGE ON SCHEMA "+schema+" TO "+role)
+	for _, tc := range []struct {
+		table string
+		want  []string
+	}{
+		{table, []string{"SQLSTATE 42501", `role "` + role + `"`, `CREATE privilege on schema "` + schema + `"`,
+			`GRANT CREATE ON SCHEMA "` + schema + `" TO "` + role + `"`, "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"}},
+		{"missing_" + schema + ".session", []string{"SQLSTATE 42501", `role "` + role + `"`, "CREATE privilege on database",
+			"GRANT CREATE ON DATABASE", "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"}},
+	} {
+		m, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: roleURL, Table: tc.table}, session.WithLogger(discardLogger))
+		if err == nil {
+			m.Close()
+			t.Fatalf("New migrated %s as a role without CREATE", tc.table)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("New's error for %s does not say %q:\n%v", tc.table, want, err)
+			}
+		}
+		t.Log(err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
+	"github.com/smartscheduler/session/migrations"
 )
 
 // status is the outcome of one check.
@@ -332,18 +333,21 @@ func clockResult(dbNow, local time.Time) result {
 
 func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	const name = "session table"
-	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
 	schema, err := checkSchema(ctx, pool, c.cfg.Table)
 	if err != nil {
 		c.add(name, fail, strings.TrimPrefix(redact.Message(err.Error()), "session: "), "fix SESSION_TABLE, or the database error above")
 		return
 	}
 	if !schema.Exists {
-		c.add(name, fail, schema.Table+" does not exist (every request would fail)", migrate)
+		c.add(name, fail, schema.Table+" does not exist (every request would fail)", c.migrateFix(ctx, pool))
 		return
 	}
 	if err := schema.Err(); err != nil {
-		c.add(name, fail, strings.TrimPrefix(err.Error(), "session: "), "")
+		fix := ""
+		if schema.Applied > 0 && schema.Applied < schema.Latest {
+			fix = c.migrateFix(ctx, pool)
+		}
+		c.add(name, fail, strings.TrimPrefix(err.Error(), "session: "), fix)
 		return
 	}
 	if schema.Applied == 0 {
@@ -351,6 +355,25 @@ func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 		return
 	}
 	c.add(name, pass, fmt.Sprintf("%s has the expected columns, migration %03d of %03d", schema.Table, schema.Applied, schema.Latest), "")
+}
+
+// migrateFix says how to create or upgrade the session table. The app can
+// do it itself only when its role has the privileges migrating needs, so
+// those are checked (has_schema_privilege, has_database_privilege, the
+// table's owner) before auto-migration is suggested.
+func (c *checker) migrateFix(ctx context.Context, pool *pgxpool.Pool) string {
+	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\""
+	table, err := migrations.ParseTable(c.cfg.Table)
+	if err == nil {
+		err = migrations.CheckPrivileges(ctx, pool, table)
+	}
+	switch {
+	case err != nil:
+		return redact.Message(err.Error())
+	case c.cfg.ManualMigrations:
+		return migrate + " (SESSION_AUTO_MIGRATE=false: the app does not migrate)"
+	}
+	return migrate + " (or let the app migrate: SESSION_AUTO_MIGRATE=true; its role may)"
 }
 
 // fingerprint identifies a secret without revealing it, so operators can

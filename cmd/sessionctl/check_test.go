@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartscheduler/session/internal/pgtest"
 )
 
 // checkJSON runs "check --json" and returns the results by check name
@@ -370,5 +372,36 @@ func TestCheckNeverShowsAPastedPassword(t *testing.T) {
 	results, code := checkJSON(t, env)
 	if r := results["DATABASE_URL"]; code != exitFailed || r.Status != fail || !strings.Contains(r.Detail+r.Fix, "%40") {
 		t.Errorf("exit %d, DATABASE_URL %s %q; want a failure saying to encode '@' as %%40", code, r.Status, r.Detail+": "+r.Fix)
+	}
+}
+
+// TestCheckTestsTheRoleBeforeSuggestingAutoMigrate is the review's item
+// 18: check suggested SESSION_AUTO_MIGRATE=true to a role that may not
+// create the table. It now asks the database what the role may do.
+func TestCheckTestsTheRoleBeforeSuggestingAutoMigrate(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	schema, _, _ := strings.Cut(env["SESSION_TABLE"], ".")
+	role, roleURL := pgtest.Role(t)
+	pgtest.Exec(t, "GRANT USAGE ON SCHEMA "+schema+" TO "+role)
+	env["DATABASE_URL"] = roleURL
+	results, _ := checkJSON(t, env)
+	r := results["session table"]
+	for _, want := range []string{"does not exist", `lacks the CREATE privilege on schema "` + schema + `"`, "GRANT CREATE ON SCHEMA", "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"} {
+		if !strings.Contains(r.Detail+": "+r.Fix, want) {
+			t.Errorf("session table: %q lacks %q", r.Detail+": "+r.Fix, want)
+		}
+	}
+	if r.Status != fail || strings.Contains(r.Fix, "SESSION_AUTO_MIGRATE=true") {
+		t.Errorf("session table: %s %q; want a failure that does not suggest auto-migration", r.Status, r.Fix)
+	}
+	// sessionctl migrate as that role says the same.
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitFailed || !strings.Contains(stderr, "GRANT CREATE ON SCHEMA") {
+		t.Errorf("migrate as the role: exit %d, %s", code, stderr)
+	}
+	// The administrator may: auto-migration is a fix then.
+	results, _ = checkJSON(t, productionEnv(t))
+	if r := results["session table"]; !strings.Contains(r.Fix, "SESSION_AUTO_MIGRATE=true") {
+		t.Errorf("session table for a role that may create it: fix %q", r.Fix)
 	}
 }
