@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartscheduler/session/internal/connerr"
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
@@ -190,8 +191,8 @@ func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	cancel()
 	if err != nil {
 		pool.Close()
-		return nil, nil, fmt.Errorf("session: connect to PostgreSQL at %s within %v: check DATABASE_URL and that the server is up: %w",
-			where, connectTimeout, redact.Error(classify(ctx, err)))
+		return nil, nil, fmt.Errorf("session: cannot connect to PostgreSQL at %s within %v: %w: %s",
+			where, connectTimeout, redact.Error(connerr.Tidy(classify(ctx, err))), connerr.Fix(err))
 	}
 	s, err := NewPostgresStore(ctx, pool, opts)
 	if err != nil {
@@ -486,10 +487,11 @@ type storeError struct {
 	err       error
 }
 
-// Error passes the text through redact.Message: a request can open a new
-// connection, and a connection error may quote the connection string.
+// Error passes the text through redact.Message, and a connection error's
+// through connerr.Tidy: a request can open a new connection, whose error
+// may quote the connection string and repeats each attempt.
 func (e *storeError) Error() string {
-	return redact.Message(fmt.Sprintf("session: postgres %s on %s: %v", e.op, e.table, e.err))
+	return redact.Message(fmt.Sprintf("session: postgres %s on %s: %v", e.op, e.table, connerr.Tidy(e.err)))
 }
 
 func (e *storeError) Unwrap() error { return e.err }

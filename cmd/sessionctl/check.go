@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -281,7 +282,11 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	where := redact.DatabaseURL(c.cfg.DatabaseURL)
 	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
 	if err != nil {
-		c.add("database reachable", fail, redact.Message(err.Error()), "")
+		if ce, ok := errors.AsType[*connectError](err); ok {
+			c.add("database reachable", fail, ce.problem, ce.fix)
+		} else {
+			c.add("database reachable", fail, redact.Message(err.Error()), "")
+		}
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
 		return

@@ -208,7 +208,7 @@ func TestCheckFailures(t *testing.T) {
 			edit: func(t *testing.T, env map[string]string) { env["DATABASE_URL"] = closedPort(t) },
 			want: map[string][]string{
 				"DATABASE_URL":       {"pass", "127.0.0.1:"},
-				"database reachable": {"fail", "cannot connect to PostgreSQL at 127.0.0.1:", "check DATABASE_URL"},
+				"database reachable": {"fail", "cannot connect to PostgreSQL at 127.0.0.1:", "check the host and port in DATABASE_URL"},
 				"session table":      {"skip"},
 				"database clock":     {"skip"},
 			},
@@ -403,5 +403,39 @@ func TestCheckTestsTheRoleBeforeSuggestingAutoMigrate(t *testing.T) {
 	results, _ = checkJSON(t, productionEnv(t))
 	if r := results["session table"]; !strings.Contains(r.Fix, "SESSION_AUTO_MIGRATE=true") {
 		t.Errorf("session table for a role that may create it: fix %q", r.Fix)
+	}
+}
+
+// TestCheckReportsTheConnectionCause is the review's item 19 for check:
+// the "database reachable" line leads with the cause, once, and the fix
+// that fits it, against a server that asks for passwords and refuses TLS.
+func TestCheckReportsTheConnectionCause(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	cluster.RequirePasswords(t, "app", testPassword)
+	server := pgtest.Config(t, cluster.URL()).ConnConfig
+	at := fmt.Sprintf("%s:%d", server.Host, server.Port)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, tc := range []struct{ name, url, cause, fix string }{
+		{"closed port", "postgres://app:" + testPassword + "@" + closed + "/postgres", "connection refused", "check the host and port"},
+		{"wrong password", "postgres://app:wrong-" + testPassword + "@" + at + "/postgres", "password authentication failed", "check the user name and password"},
+		{"no such database", "postgres://app:" + testPassword + "@" + at + "/no_such_db", `database "no_such_db" does not exist`, "create the database"},
+	} {
+		env := productionEnv(t)
+		env["DATABASE_URL"] = tc.url
+		results, _ := checkJSON(t, env, "--timeout", "5s")
+		r := results["database reachable"]
+		line := r.Detail + ": " + r.Fix
+		if r.Status != fail || strings.Count(line, tc.cause) != 1 || strings.Contains(line, "server refused TLS connection") || !strings.Contains(r.Fix, tc.fix) {
+			t.Errorf("%s: %s %q; want a failure naming %q once, not the TLS refusal, and the fix %q", tc.name, r.Status, line, tc.cause, tc.fix)
+		}
+		if strings.Contains(line, "wrong-") {
+			t.Errorf("%s: the line shows the password: %s", tc.name, line)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/connerr"
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
@@ -100,11 +101,19 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
-			redact.DatabaseURL(databaseURL), redact.Message(err.Error()))
+		return nil, &connectError{
+			problem: fmt.Sprintf("cannot connect to PostgreSQL at %s: %s", redact.DatabaseURL(databaseURL), redact.Message(connerr.Tidy(err).Error())),
+			fix:     connerr.Fix(err),
+		}
 	}
 	return pool, nil
 }
+
+// connectError is openPool's failure: what went wrong, cause first, and
+// what to check, apart so that check can show them in their columns.
+type connectError struct{ problem, fix string }
+
+func (e *connectError) Error() string { return e.problem + ": " + e.fix }
 
 // table is the session table a command works on, its schema resolved.
 type table struct {
