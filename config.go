@@ -34,8 +34,8 @@ const minSecretLength = 32
 // than a MarshalJSON method: every other field marshals as it is, with no
 // hand-kept list to fall out of step with the struct.)
 type Config struct {
-	// Production switches on production mode: cookies are Secure, the
-	// default cookie name carries the __Host- prefix, and Validate refuses
+	// Production switches on production mode: cookies are Secure, their
+	// name carries the __Host- or __Secure- prefix, and Validate refuses
 	// weak secrets and the memory store. The default is false.
 	//
 	// ConfigFromEnv turns it on unless NODE_ENV (or, when NODE_ENV is
@@ -456,8 +456,8 @@ func (c Config) validate(ownStore bool) error {
 	if c.UsePostgres && !ownStore {
 		if c.DatabaseURL == "" {
 			bad("DATABASE_URL", "is not set but USE_POSTGRES=true", "set it to postgres://user:password@host:5432/database")
-		} else if problem := redact.URLProblem(c.DatabaseURL); problem != "" {
-			bad("DATABASE_URL", problem+" (value not shown: it holds a password)", "fix it where DATABASE_URL is set")
+		} else if problem, fix := redact.URLProblem(c.DatabaseURL); problem != "" {
+			bad("DATABASE_URL", problem+" (value not shown: it holds a password)", fix)
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
 			bad("DATABASE_URL", "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")

@@ -167,10 +167,10 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOpti
 // as NewPostgresStore does. Its errors name the host, port and database but
 // never the password or the URL.
 func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions, connectTimeout time.Duration) (*PostgresStore, *pgxpool.Pool, error) {
-	if problem := redact.URLProblem(databaseURL); problem != "" {
+	if problem, fix := redact.URLProblem(databaseURL); problem != "" {
 		// pgx would read part of the password as the host name, look it up
 		// and quote it in its errors: refuse before connecting.
-		return nil, nil, fmt.Errorf("session: DATABASE_URL %s", problem)
+		return nil, nil, fmt.Errorf("session: DATABASE_URL %s: %s", problem, fix)
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {

@@ -215,9 +215,9 @@ func (c *checker) checkProduction() {
 	}
 }
 
-// logged returns the attribute key of cfg's LogValue: the settings as the
-// app will run with them, defaults applied, such as the mode and why
-// (`production (NODE_ENV="production")`) or the effective size cap.
+// logged returns the value of attribute key in cfg's LogValue, which shows
+// the settings as the app will run with them, defaults applied: the mode
+// and why (`production (NODE_ENV="production")`), the effective size cap.
 func logged(cfg session.Config, key string) slog.Value {
 	for _, a := range cfg.LogValue().Group() {
 		if a.Key == key {

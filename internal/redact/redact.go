@@ -27,18 +27,14 @@ var urlSchemes = []string{"postgresql://", "postgres://"}
 // userinfoEnd returns the index in rest, a URL after its "scheme://", of
 // the '@' that ends the userinfo, or -1 when there is none.
 //
-// pgx, like libpq, ends the userinfo at the first '@' before the first
-// '/'. That is where it ends here too when it cannot be anywhere else: one
-// '@' before the query, and nothing urlProblem objects to. Otherwise the
-// URL was pasted with an unencoded '@', '/', '?' or '#' in the password,
-// and the userinfo runs to the LAST '@' of the URL, so that every byte of
-// the password is masked. A stray '@' in a query value then hides the host
-// too: too much, never too little.
+// With one '@' there is no doubt. With more, the URL was pasted with an
+// unencoded '@' (or a '/', '?' or '#' that moves the real one) in the
+// password, and pgx, like libpq, would end the userinfo at the first '@'
+// before the first '/': here the userinfo runs to the LAST '@', so that
+// every byte of the password is masked. An '@' in a query value
+// (application_name=a@b) then hides the host too: too much, never too
+// little.
 func userinfoEnd(rest string) int {
-	beforeQuery, _, _ := strings.Cut(rest, "?")
-	if strings.Count(beforeQuery, "@") == 1 && urlProblem(rest) == "" {
-		return strings.IndexByte(rest, '@')
-	}
 	return strings.LastIndexByte(rest, '@')
 }
 
@@ -84,12 +80,13 @@ func DatabaseURL(databaseURL string) string {
 }
 
 // URLProblem returns why databaseURL, a connection URL, would not reach
-// the database its author meant, without quoting any of it, or "".
-func URLProblem(databaseURL string) string {
+// the database its author meant, and the fix, without quoting any of it;
+// "" when there is nothing wrong of the kind.
+func URLProblem(databaseURL string) (problem, fix string) {
 	if _, rest, isURL := cutScheme(databaseURL); isURL {
 		return urlProblem(rest)
 	}
-	return ""
+	return "", ""
 }
 
 // urlProblem is URLProblem for rest, a URL after its scheme. pgx ends the
@@ -97,16 +94,18 @@ func URLProblem(databaseURL string) string {
 // the password sends the rest of the password to DNS as a host name and
 // into error messages; an '@' in the database name most likely belongs to
 // a password whose unencoded '/' ended the host part early.
-func urlProblem(rest string) string {
+func urlProblem(rest string) (problem, fix string) {
 	authority, path, _ := strings.Cut(rest, "/")
 	path, _, _ = strings.Cut(path, "?")
 	switch {
 	case strings.Count(authority, "@") > 1:
-		return "has more than one '@' before the host, so the password would be cut at its first '@': percent-encode every '@' in the user name and password as %40"
+		return "has more than one '@' before the host, so the password would be cut at its first '@' and the rest taken for the host name",
+			"percent-encode every '@' in the user name and password as %40"
 	case !strings.Contains(authority, "@") && strings.Contains(path, "@"):
-		return "has an '@' after the first '/', so the host would be read from inside the user name or password: percent-encode '/' in the password as %2F (and '@' as %40)"
+		return "has an '@' after the first '/', so the host would be read from inside the user name or password",
+			"percent-encode '/' in the password as %2F, and '@' as %40"
 	}
-	return ""
+	return "", ""
 }
 
 // Message returns msg with every password in it masked: the password in
@@ -229,19 +228,17 @@ func maskKeywords(s, replacement string) string {
 // s that starts a word, and returns where it starts and where its value
 // starts, or -1, -1.
 func passwordSetting(s string) (start, value int) {
-	lower := strings.ToLower(s)
 	for from := 0; ; {
-		i := strings.Index(lower[from:], "password")
+		i := indexASCIIFold(s, from, "password")
 		if i < 0 {
 			return -1, -1
 		}
-		i += from
 		from = i + len("password")
 		begin := i
-		if begin >= 3 && lower[begin-3:begin] == "ssl" {
+		if begin >= 3 && strings.EqualFold(s[begin-3:begin], "ssl") {
 			begin -= 3
 		}
-		if begin > 0 && isWordByte(lower[begin-1]) {
+		if begin > 0 && isWordByte(s[begin-1]) {
 			continue
 		}
 		j := from
@@ -259,8 +256,24 @@ func passwordSetting(s string) (start, value int) {
 	}
 }
 
+// indexASCIIFold is the index of word, lower-case ASCII, in s from from
+// on, ASCII letters matched in any case; -1 if absent. (strings.ToLower
+// could change the length of s, and so every index into it.)
+func indexASCIIFold(s string, from int, word string) int {
+	for i := from; i+len(word) <= len(s); i++ {
+		j := 0
+		for j < len(word) && s[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return i
+		}
+	}
+	return -1
+}
+
 func isWordByte(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // valueEnd returns where the value starting at i in s ends.

@@ -19,7 +19,9 @@ func TestDatabaseURL(t *testing.T) {
 		{"postgresql://app:p@ss/w0rd@db.example.com/app", "db.example.com:5432/app", []string{"p@ss", "w0rd"}},
 		{"postgres://app:a/b@db.example.com/app", "db.example.com:5432/app", []string{"a/b", "app:a"}},
 		{"postgres://app@db.example.com/app?sslmode=disable&password=hunter2", "db.example.com:5432/app", []string{"hunter2"}},
-		{"postgres://u:p@db.example.com/app?application_name=a@b", "db.example.com:5432/app", nil},
+		// An '@' in a query value is taken for part of the password: the
+		// host is hidden with it.
+		{"postgres://u:p@db.example.com/app?application_name=a@b", "b:5432/", []string{"db.example.com"}},
 		{"host=db.example.com port=5433 dbname=app user=admin password=hunter2", "db.example.com:5433/app", []string{"hunter2"}},
 		{"host=db.example.com dbname=app password='hun ter\\'2'", "db.example.com:5432/app", []string{"hun", "ter"}},
 		{"postgres://admin:hunter2@db.example.com:notaport/app", "db.example.com:notaport/app", []string{"hunter2", "admin"}},
@@ -55,6 +57,7 @@ func TestMessage(t *testing.T) {
 		{"host=db password = 'a b\\' c' port=x", "host=db password = xxxxx port=x"},
 		{"host=db sslpassword=Hunter2", "host=db sslpassword=xxxxx"},
 		{"mypassword=kept", "mypassword=kept"},
+		{"İİİ host=db PASSWORD=Hunter2 İ", "İİİ host=db PASSWORD=xxxxx İ"},
 	}
 	for _, tt := range tests {
 		if got := Message(tt.msg); got != tt.want {
@@ -77,8 +80,9 @@ func TestURLProblem(t *testing.T) {
 		{"postgres://app:Secr3t@Pr0d#2024@db/app", "%40"},
 		{"postgres://app:5432/b@db/app", "%2F"},
 	} {
-		got := URLProblem(tt.url)
-		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+		problem, fix := URLProblem(tt.url)
+		got := problem + ": " + fix
+		if (tt.want == "") != (problem == "") || !strings.Contains(got, tt.want) {
 			t.Errorf("URLProblem(%q) = %q, want %q", tt.url, got, tt.want)
 		}
 		for _, s := range []string{"Secr3t", "Pr0d", "hunter2"} {
@@ -121,4 +125,29 @@ func TestMessageMasksEveryPasswordShape(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzMessage: whatever the password, a message quoting the URL or the
+// keyword string that holds it shows none of it, and Message never
+// panics on any input.
+func FuzzMessage(f *testing.F) {
+	for _, s := range []string{"hunter2", "Secr3t@Pr0d#2024", "a/b@c", "x y", "'", "\\", "İ", "pass=word"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, password string) {
+		_ = Message(password)
+		if len(password) < 6 || strings.ContainsAny(password, " \t\n\r`\"<>'\\%") {
+			return // not a password a URL or a bare keyword value can carry
+		}
+		for _, template := range []string{
+			"cannot parse `postgres://app:%s@db.example.com/app`: invalid",
+			"failed: host=db password=%s port=5432",
+		} {
+			quoted := fmt.Sprintf(template, password)
+			// The text around the password may contain it ("passwor").
+			if got := Message(quoted); strings.Count(got, password) > strings.Count(template, password) {
+				t.Fatalf("Message(%q) = %q", quoted, got)
+			}
+		}
+	})
 }
