@@ -425,9 +425,20 @@ func (c *checker) checkPreviousSecrets() {
 		c.addProblems(name, problems)
 	case len(c.cfg.PreviousSecrets) == 0:
 		c.add(name, pass, "SESSION_SECRET_PREVIOUS not set: no retired secret is accepted", "")
+	case c.env.file != nil && c.stagedFirst():
+		c.add(name, pass, fmt.Sprintf("%d secret(s), each as strong as production requires; the first is staged by \"sessionctl secret --stage\" (fingerprint %s), accepted but not yet signing",
+			len(c.cfg.PreviousSecrets), fingerprint(c.cfg.PreviousSecrets[0])),
+			"once every instance runs with "+c.envFile+": sessionctl secret --env-file "+c.envFile+" --promote")
 	default:
 		c.add(name, pass, fmt.Sprintf("%d retired secret(s), each as strong as production requires; cookies they signed are re-signed with SESSION_SECRET", len(c.cfg.PreviousSecrets)), "")
 	}
+}
+
+// stagedFirst reports whether the first previous secret is the one
+// "sessionctl secret --stage" noted in the env file.
+func (c *checker) stagedFirst() bool {
+	fp, ok := staged(c.env.file)
+	return ok && fingerprint(c.cfg.PreviousSecrets[0]) == fp
 }
 
 // httpsTest is how an operator sees, from outside, whether the Secure

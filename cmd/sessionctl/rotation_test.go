@@ -67,6 +67,9 @@ func TestRollingRotation(t *testing.T) {
 	before := snapshot("before.env")
 	run("--stage")
 	staged := snapshot("staged.env")
+	if r := mustCheck(t, staged)["previous secrets"]; r.Status != pass || !strings.Contains(r.Detail, "the first is staged") || !strings.Contains(r.Fix, "--promote") {
+		t.Errorf("check on the staged file: previous secrets %s %q: %q; want it to say the first is staged and how to promote it", r.Status, r.Detail, r.Fix)
+	}
 	if envFileValue(t, staged, "SESSION_SECRET") != envFileValue(t, before, "SESSION_SECRET") {
 		t.Fatal("--stage changed SESSION_SECRET: every instance must keep signing with the old secret")
 	}
@@ -195,4 +198,12 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// mustCheck runs "sessionctl check --json --env-file path" and returns its
+// results by check name.
+func mustCheck(t *testing.T, path string) map[string]result {
+	t.Helper()
+	results, _ := checkJSON(t, nil, "--env-file", path)
+	return results
 }

@@ -70,9 +70,12 @@ file.`)
 		return code
 	}
 	var modes []string
-	for name, set := range map[string]bool{"--rotate": *rotate, "--stage": *stage, "--promote": *promote} {
-		if set {
-			modes = append(modes, name)
+	for _, m := range []struct {
+		flag string
+		set  bool
+	}{{"--rotate", *rotate}, {"--stage", *stage}, {"--promote", *promote}} {
+		if m.set {
+			modes = append(modes, m.flag)
 		}
 	}
 	switch {
