@@ -13,6 +13,7 @@ package entropy
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -40,7 +41,7 @@ func Of(secret string) Estimate {
 		runes = runes[:maxRunes]
 	}
 	e := &estimator{charBits: math.Log2(float64(cardinality(runes))), blocks: map[string]float64{}}
-	bits, kinds := e.cheapest(runes, true)
+	bits, kinds := e.cheapest(runes)
 	return Estimate{Bits: bits, Patterns: kinds}
 }
 
@@ -88,9 +89,9 @@ type estimator struct {
 	blocks map[string]float64
 }
 
-// cheapest returns the bits of the cheapest reading of runes and, when
-// named is set, the kinds of pattern it uses.
-func (e *estimator) cheapest(runes []rune, named bool) (float64, []string) {
+// cheapest returns the bits of the cheapest reading of runes and the kinds
+// of pattern it uses.
+func (e *estimator) cheapest(runes []rune) (float64, []string) {
 	n := len(runes)
 	ending := make([][]match, n+1)
 	for _, m := range e.matches(runes) {
@@ -107,9 +108,6 @@ func (e *estimator) cheapest(runes []rune, named bool) (float64, []string) {
 			}
 		}
 	}
-	if !named {
-		return best[n], nil
-	}
 	var kinds []string
 	for j := n; j > 0; {
 		m := via[j]
@@ -117,24 +115,13 @@ func (e *estimator) cheapest(runes []rune, named bool) (float64, []string) {
 			j--
 			continue
 		}
-		if !contains(kinds, m.kind) {
+		if !slices.Contains(kinds, m.kind) {
 			kinds = append(kinds, m.kind)
 		}
 		j = m.start
 	}
-	for i, k := 0, len(kinds)-1; i < k; i, k = i+1, k-1 {
-		kinds[i], kinds[k] = kinds[k], kinds[i]
-	}
+	slices.Reverse(kinds)
 	return best[n], kinds
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // matches lists every pattern found in runes.
@@ -154,11 +141,11 @@ func (e *estimator) repeats(runes []rune) []match {
 	var ms []match
 	for size := 1; 2*size <= n; size++ {
 		for i := 0; i+2*size <= n; i++ {
-			if i >= size && equal(runes[i-size:i], runes[i:i+size]) {
+			if i >= size && slices.Equal(runes[i-size:i], runes[i:i+size]) {
 				continue // inside a repetition found from its start
 			}
 			copies := 1
-			for i+(copies+1)*size <= n && equal(runes[i:i+size], runes[i+copies*size:i+(copies+1)*size]) {
+			for i+(copies+1)*size <= n && slices.Equal(runes[i:i+size], runes[i+copies*size:i+(copies+1)*size]) {
 				copies++
 			}
 			if copies < 2 {
@@ -182,18 +169,9 @@ func (e *estimator) blockBits(block []rune) float64 {
 	if bits, ok := e.blocks[key]; ok {
 		return bits
 	}
-	bits, _ := e.cheapest(block, false)
+	bits, _ := e.cheapest(block)
 	e.blocks[key] = bits
 	return bits
-}
-
-func equal(a, b []rune) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // sequences finds runs of three or more letters or digits that step up or
@@ -287,9 +265,7 @@ func keyboardRows(runes []rune) []match {
 
 func reverse(s string) string {
 	r := []rune(s)
-	for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
-		r[i], r[j] = r[j], r[i]
-	}
+	slices.Reverse(r)
 	return string(r)
 }
 
