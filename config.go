@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/entropy"
 	"github.com/smartscheduler/session/internal/redact"
 )
 
@@ -25,31 +28,47 @@ const minSecretLength = 32
 // environment; it is equally usable built in code. The zero value of every
 // field means its documented default, so Config{} is a working development
 // configuration.
+//
+// No way of printing a Config shows a secret or the database password:
+// fmt's %v, %+v, %#v, %s and %q print String, slog prints LogValue, and
+// encoding/json skips the three fields that hold them. (Struct tags rather
+// than a MarshalJSON method: every other field marshals as it is, with no
+// hand-kept list to fall out of step with the struct.)
 type Config struct {
-	// Production switches on production mode (NODE_ENV or APP_ENV set to
-	// "production"): cookies are Secure, the default cookie name carries the
-	// __Host- prefix, and Validate refuses weak secrets and the memory store.
-	// The default is false.
+	// Production switches on production mode: cookies are Secure, their
+	// name carries the __Host- or __Secure- prefix, and Validate refuses
+	// weak secrets and the memory store. The default is false.
+	//
+	// ConfigFromEnv turns it on unless NODE_ENV (or, when NODE_ENV is
+	// unset, APP_ENV) names development: a typo such as "prod" or an
+	// invisible character must not switch the checks off (see
+	// developmentEnvironments).
 	Production bool
+
+	// mode records how ConfigFromLookup chose Production, for LogValue.
+	mode environmentMode
 
 	// UsePostgres selects the PostgreSQL store (USE_POSTGRES=true). The
 	// default is false: the in-memory store.
 	UsePostgres bool
 
 	// DatabaseURL is the PostgreSQL connection string (DATABASE_URL), used
-	// when UsePostgres is true.
-	DatabaseURL string
+	// when UsePostgres is true. Like the secrets, it is left out of JSON: it
+	// holds the database password.
+	DatabaseURL string `json:"-"`
 
 	// Secret signs session cookies (SESSION_SECRET). Production requires at
 	// least minSecretLength bytes. In development an empty Secret is replaced
-	// by a random one that lives as long as the process.
-	Secret string
+	// by a random one that lives as long as the process. encoding/json
+	// leaves it out, so that marshaling a Config for a debug endpoint or a
+	// config dump cannot publish it.
+	Secret string `json:"-"`
 
 	// PreviousSecrets are retired secrets (SESSION_SECRET_PREVIOUS,
 	// comma-separated) whose cookies are still accepted and re-issued signed
 	// with Secret, so rotating the secret logs nobody out. The default is
-	// none.
-	PreviousSecrets []string
+	// none. Left out of JSON, as Secret is.
+	PreviousSecrets []string `json:"-"`
 
 	// AllowMemoryStore lets production run on the in-memory store
 	// (SESSION_ALLOW_MEMORY_STORE=true), accepting a single process whose
@@ -57,12 +76,21 @@ type Config struct {
 	AllowMemoryStore bool
 
 	// CookieName is the session cookie's name (SESSION_COOKIE_NAME). The
-	// default is "session", or "__Host-session" in production when
-	// CookieDomain is empty.
+	// default is "session". In production the name always carries a prefix
+	// browsers enforce, added when it has none: __Host- without a
+	// CookieDomain (the cookie is then the host's alone, Secure, Path=/),
+	// __Secure- with one. A name given with a prefix is matched in any case,
+	// as browsers match it; __Host- with a CookieDomain is an error, since
+	// browsers would reject the cookie.
 	CookieName string
 
-	// CookieDomain is the cookie's Domain attribute (SESSION_COOKIE_DOMAIN).
-	// The default is empty: the cookie is sent only to the host that set it.
+	// CookieDomain is the cookie's Domain attribute (SESSION_COOKIE_DOMAIN),
+	// a host name that the app's hosts share, such as "example.com" for
+	// www.example.com and app.example.com. An IP address, a port, an empty
+	// label or a public suffix ("com", "co.uk", "github.io": no browser sets
+	// a cookie for all of it) is an error; one leading dot is ignored, as
+	// browsers ignore it. The default is empty: the cookie is sent only to
+	// the host that set it.
 	CookieDomain string
 
 	// SameSite is the cookie's SameSite attribute (SESSION_SAMESITE: lax,
@@ -94,7 +122,14 @@ type Config struct {
 	ManualMigrations bool
 
 	// MaxSize caps a session's encoded values, in bytes (SESSION_MAX_SIZE).
-	// Set refuses a value that would exceed it. The default is 0: no cap.
+	// Set and the store refuse a change that would take the session over
+	// it, with ErrTooLarge. The zero value means the default, 64 KiB; a
+	// negative value turns the cap off (SESSION_MAX_SIZE=0). A session is
+	// read on every request that uses it, so the cap keeps one careless Set
+	// from making every later request slow: 64 KiB is sixteen times what a
+	// cookie can hold, room for carts, flashes and form state, while data
+	// larger than that belongs in a table of its own, keyed from the
+	// session.
 	MaxSize int
 
 	// StoreTimeout bounds every store call and the start-up connection check
@@ -146,15 +181,15 @@ type Config struct {
 // comment states its own.
 const (
 	defaultLifetime      = 14 * 24 * time.Hour
+	defaultMaxSize       = 64 << 10
 	defaultStoreTimeout  = 5 * time.Second
 	defaultPruneInterval = 5 * time.Minute
 )
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.CookieName == "" {
-		c.CookieName = defaults.CookieName(c.Production, c.CookieDomain)
-	}
+	c.CookieDomain = defaults.CookieDomain(c.CookieDomain)
+	c.CookieName = defaults.CookieName(c.Production, c.CookieName, c.CookieDomain)
 	if c.SameSite == 0 {
 		c.SameSite = http.SameSiteLaxMode
 	}
@@ -163,6 +198,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TouchInterval == 0 {
 		c.TouchInterval = c.IdleTimeout / 10
+	}
+	// The effective cap, which the Manager hands the store: > 0, or 0 for
+	// none.
+	switch {
+	case c.MaxSize == 0:
+		c.MaxSize = defaultMaxSize
+	case c.MaxSize < 0:
+		c.MaxSize = 0
 	}
 	if c.Table == "" {
 		c.Table = defaults.Table
@@ -245,11 +288,11 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		*dst = d
 	}
 
-	env := get("NODE_ENV")
-	if env == "" {
-		env = get("APP_ENV")
+	c.mode = environmentModeOf(lookup)
+	c.Production = c.mode.production
+	if c.mode.conflict != "" {
+		bad("NODE_ENV", c.mode.conflict, "set both to the same mode, or unset APP_ENV; production checks run until they agree")
 	}
-	c.Production = strings.EqualFold(env, "production")
 	parseBool("USE_POSTGRES", &c.UsePostgres)
 	c.DatabaseURL = get("DATABASE_URL")
 	c.Secret = get("SESSION_SECRET")
@@ -284,9 +327,12 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	c.ManualMigrations = !autoMigrate
 	if v := get("SESSION_MAX_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			bad("SESSION_MAX_SIZE", fmt.Sprintf("is %q, not a size in bytes", v), "set it to a whole number of bytes, or leave it unset for no cap")
-		} else {
+		switch {
+		case err != nil || n < 0:
+			bad("SESSION_MAX_SIZE", fmt.Sprintf("is %q, not a size in bytes", v), "set it to a whole number of bytes, 0 for no cap, or leave it unset for the 64 KiB default")
+		case n == 0:
+			c.MaxSize = -1 // off: the zero MaxSize means the default
+		default:
 			c.MaxSize = n
 		}
 	}
@@ -416,6 +462,84 @@ func (c *Config) trusted(remoteAddr string) bool {
 	return false
 }
 
+// developmentEnvironments are the NODE_ENV and APP_ENV values that turn
+// production mode off; unset and empty do too. Anything else, "staging",
+// "prod" and "production;" included, runs production checks: a typo must
+// fail closed.
+var developmentEnvironments = []string{"development", "dev", "test", "local"}
+
+// environmentMode is how ConfigFromLookup chose production mode.
+type environmentMode struct {
+	production bool
+	// reason says which variable and value decided, for the start-up log:
+	// `NODE_ENV="prod" is not development, dev, test or local`.
+	reason string
+	// conflict is the problem when NODE_ENV and APP_ENV disagree.
+	conflict string
+}
+
+// isDevelopment reports whether value, of NODE_ENV or APP_ENV, names
+// development. Only ASCII spaces and tabs around it are trimmed and only
+// ASCII letters fold, so a zero-width or non-breaking space, or a letter
+// that merely folds to an ASCII one, makes the value something else.
+func isDevelopment(value string) bool {
+	v := strings.Trim(value, " \t\r\n")
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			return false
+		}
+	}
+	return v == "" || slices.Contains(developmentEnvironments, strings.ToLower(v))
+}
+
+// environmentModeOf decides production mode from NODE_ENV and APP_ENV.
+func environmentModeOf(lookup func(string) (string, bool)) environmentMode {
+	// quoted shows a value with invisible characters escaped, cut short:
+	// it is only there to be recognised.
+	quoted := func(v string) string {
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return strconv.Quote(v)
+	}
+	node, _ := lookup("NODE_ENV")
+	app, _ := lookup("APP_ENV")
+	nodeSet, appSet := strings.Trim(node, " \t\r\n") != "", strings.Trim(app, " \t\r\n") != ""
+	if nodeSet && appSet && isDevelopment(node) != isDevelopment(app) {
+		return environmentMode{
+			production: true,
+			reason:     fmt.Sprintf("NODE_ENV=%s and APP_ENV=%s disagree", quoted(node), quoted(app)),
+			conflict:   fmt.Sprintf("is %s but APP_ENV is %s: one says production, the other development", quoted(node), quoted(app)),
+		}
+	}
+	name, value := "NODE_ENV", node
+	if !nodeSet {
+		name, value = "APP_ENV", app
+	}
+	switch {
+	case !nodeSet && !appSet:
+		return environmentMode{reason: "NODE_ENV and APP_ENV are not set"}
+	case isDevelopment(value):
+		return environmentMode{reason: name + "=" + quoted(value)}
+	case strings.EqualFold(strings.Trim(value, " \t\r\n"), "production"):
+		return environmentMode{production: true, reason: name + "=" + quoted(value)}
+	}
+	return environmentMode{production: true, reason: fmt.Sprintf("%s=%s is not %s or %s", name, quoted(value),
+		strings.Join(developmentEnvironments[:len(developmentEnvironments)-1], ", "), developmentEnvironments[len(developmentEnvironments)-1])}
+}
+
+// modeText is the mode and why, for LogValue: "production (NODE_ENV=...)".
+func (c Config) modeText() string {
+	mode := "development"
+	if c.Production {
+		mode = "production"
+	}
+	if c.mode.reason == "" || c.mode.production != c.Production {
+		return mode + " (Config.Production set in code)"
+	}
+	return mode + " (" + c.mode.reason + ")"
+}
+
 // placeholderSecrets are values copied from documentation and tutorials.
 var placeholderSecrets = map[string]bool{
 	"<random-secure-string>": true, "changeme": true, "change-me": true, "change_me": true,
@@ -424,22 +548,34 @@ var placeholderSecrets = map[string]bool{
 	"supersecret": true, "development": true, "test": true, "default": true,
 }
 
+// minSecretBits is the entropy production requires of every accepted
+// secret, by internal/entropy's estimate: the strength of a 128-bit key,
+// which 32 random bytes written in base64 or hex clear twice over, and
+// which a secret made of repeated, sequential or keyboard patterns or
+// common words does not come near however long it is.
+const minSecretBits = 128
+
 // secretWeakness returns why s is unusable as a production secret, or "".
+// It is the one judgement of a secret: SESSION_SECRET and every entry of
+// SESSION_SECRET_PREVIOUS, which signs nothing but is accepted as if it
+// did, meet the same bar.
 func secretWeakness(s string) string {
 	lower := strings.ToLower(strings.TrimSpace(s))
-	distinct := map[rune]bool{}
-	for _, r := range s {
-		distinct[r] = true
-	}
 	switch {
 	case placeholderSecrets[lower] || (strings.HasPrefix(lower, "<") && strings.HasSuffix(lower, ">")):
 		return "is a placeholder copied from documentation"
 	case len(s) < minSecretLength:
 		return fmt.Sprintf("is %d bytes; production needs at least %d", len(s), minSecretLength)
-	case len(distinct) < 8:
-		return "repeats too few characters to be random"
 	}
-	return ""
+	e := entropy.Of(s)
+	if e.Bits >= minSecretBits {
+		return ""
+	}
+	made := "too few kinds of character for its length"
+	if len(e.Patterns) > 0 {
+		made = "made of " + strings.Join(e.Patterns, " and ")
+	}
+	return fmt.Sprintf("is predictable: about %.0f bits by an estimate that tries common patterns first (%s); production needs %d", e.Bits, made, minSecretBits)
 }
 
 // Validate reports every problem with c at once (joined ConfigErrors), each
@@ -470,15 +606,23 @@ func (c Config) validate(ownStore bool) error {
 		}
 	}
 	for i, s := range c.PreviousSecrets {
-		if strings.TrimSpace(s) == "" {
+		switch {
+		case strings.TrimSpace(s) == "":
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d is empty", i+1), "list old secrets separated by single commas")
-		} else if s == c.Secret {
+		case s == c.Secret:
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d equals SESSION_SECRET", i+1), "remove it; the current secret is always accepted")
+		case c.Production:
+			if why := secretWeakness(s); why != "" {
+				bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d %s", i+1, why),
+					"remove it: a cookie signed with it is accepted as if signed with SESSION_SECRET, so it must be as strong")
+			}
 		}
 	}
 	if c.UsePostgres && !ownStore {
 		if c.DatabaseURL == "" {
 			bad("DATABASE_URL", "is not set but USE_POSTGRES=true", "set it to postgres://user:password@host:5432/database")
+		} else if problem, fix := redact.URLProblem(c.DatabaseURL); problem != "" {
+			bad("DATABASE_URL", problem+" (value not shown: it holds a password)", fix)
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
 			bad("DATABASE_URL", "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
@@ -490,11 +634,19 @@ func (c Config) validate(ownStore bool) error {
 			bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, not a valid cookie name", c.CookieName), "use letters, digits, '-' and '_'")
 		}
 	}
-	if strings.HasPrefix(d.CookieName, "__Host-") && c.CookieDomain != "" {
-		bad("SESSION_COOKIE_DOMAIN", "is set but the cookie name starts with __Host-, which browsers then reject", "unset SESSION_COOKIE_DOMAIN or choose a name without the __Host- prefix")
+	if c.CookieDomain != "" {
+		if problem := cookieDomainProblem(c.CookieDomain); problem != "" {
+			bad("SESSION_COOKIE_DOMAIN", fmt.Sprintf("is %q, %s", c.CookieDomain, problem),
+				"set it to a host name the app's hosts share, such as example.com, or unset it to keep the cookie to the host that set it")
+		}
 	}
-	if (strings.HasPrefix(d.CookieName, "__Host-") || strings.HasPrefix(d.CookieName, "__Secure-")) && !c.Production {
-		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, a prefix browsers accept only on Secure cookies, which only production sends", d.CookieName), "choose a name without the prefix outside production")
+	switch prefix, _ := defaults.CookiePrefix(c.CookieName); {
+	case prefix == defaults.HostPrefix && c.CookieDomain != "":
+		bad("SESSION_COOKIE_DOMAIN", fmt.Sprintf("is set but the cookie name %q starts with __Host-, which browsers then reject", c.CookieName),
+			"unset SESSION_COOKIE_DOMAIN (the cookie then goes to this host only), or name the cookie without a prefix: production then adds __Secure-")
+	case prefix != "" && !c.Production:
+		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, a prefix browsers accept only on Secure cookies, which only production sends", c.CookieName),
+			"choose a name without the prefix: production adds the right one")
 	}
 	if c.SameSite == http.SameSiteNoneMode && !c.Production {
 		bad("SESSION_SAMESITE", "is none, which browsers accept only on Secure cookies, which only production sends", "use lax outside production")
@@ -516,13 +668,37 @@ func (c Config) validate(ownStore bool) error {
 	if c.TokenHeader != "" && !validHeaderName(c.TokenHeader) {
 		bad("SESSION_TOKEN_HEADER", fmt.Sprintf("is %q, not a header name", c.TokenHeader), "use a name such as X-Session-Token, or Authorization for Bearer tokens")
 	}
-	if c.MaxSize < 0 {
-		bad("SESSION_MAX_SIZE", "is negative", "use a positive number of bytes, or 0 for no cap")
-	}
 	if c.Lifetime < 0 || c.IdleTimeout < 0 || c.TouchInterval < 0 || c.StoreTimeout < 0 || c.PruneInterval < 0 {
 		bad("SESSION_* durations", "include a negative value", "use positive durations")
 	}
 	return errors.Join(problems...)
+}
+
+// cookieDomainProblem returns why browsers would not take domain as a
+// cookie's Domain, or "".
+func cookieDomainProblem(domain string) string {
+	d := defaults.CookieDomain(domain)
+	switch {
+	case net.ParseIP(strings.Trim(d, "[]")) != nil:
+		return "an IP address: browsers take a Domain attribute only for a host name"
+	case strings.Contains(d, ":"):
+		return "which includes a port: a cookie's Domain is a host name alone"
+	case d == "" || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, ".."):
+		return "which has an empty label (a dot at an end, or two in a row)"
+	}
+	for _, r := range d {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+		case r >= 0x80:
+			return "not a host name as cookies carry it: write an international name in its punycode (xn--) form"
+		default:
+			return "not a host name: use letters, digits and '-' between the dots"
+		}
+	}
+	if suffix, _ := publicsuffix.PublicSuffix(d); suffix == d {
+		return "a public suffix (like com, co.uk or github.io) or a single label: browsers refuse a cookie for every site under it"
+	}
+	return ""
 }
 
 // validateTableName accepts "table" or "schema.table" made of the characters
@@ -567,19 +743,25 @@ func (c Config) LogValue() slog.Value {
 		}
 		return "[redacted]"
 	}
+	// The settings as the Manager will use them, defaults applied: the
+	// cookie name production prefixes, above all.
+	d := c.withDefaults()
 	db := ""
 	if c.DatabaseURL != "" {
 		db = redact.DatabaseURL(c.DatabaseURL)
 	}
 	return slog.GroupValue(
 		slog.Bool("production", c.Production),
+		slog.String("mode", c.modeText()),
 		slog.Bool("use_postgres", c.UsePostgres),
 		slog.String("database", db),
 		slog.String("secret", redacted(c.Secret)),
 		slog.Int("previous_secrets", len(c.PreviousSecrets)),
-		slog.String("cookie_name", c.CookieName),
-		slog.Duration("lifetime", c.Lifetime),
-		slog.Duration("idle_timeout", c.IdleTimeout),
-		slog.String("table", c.Table),
+		slog.String("cookie_name", d.CookieName),
+		slog.String("cookie_domain", d.CookieDomain),
+		slog.Duration("lifetime", d.Lifetime),
+		slog.Duration("idle_timeout", d.IdleTimeout),
+		slog.String("table", d.Table),
+		slog.Int("max_size", d.MaxSize),
 	)
 }

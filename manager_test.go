@@ -21,6 +21,7 @@ func TestVisitCounterAndCookieAttributes(t *testing.T) {
 		tls        bool
 		cookieName string
 		secure     bool
+		origin     string // where the client finds the server; ts.URL when empty
 	}{
 		{name: "development", cookieName: "session"},
 		{
@@ -32,10 +33,13 @@ func TestVisitCounterAndCookieAttributes(t *testing.T) {
 		},
 		{
 			name:       "production with a cookie domain",
-			cfg:        session.Config{Production: true, AllowMemoryStore: true, CookieDomain: "127.0.0.1"},
+			cfg:        session.Config{Production: true, AllowMemoryStore: true, CookieDomain: "example.com"},
 			tls:        true,
-			cookieName: "session",
+			cookieName: "__Secure-session",
 			secure:     true,
+			// The test server's client sends example.com and its
+			// subdomains to the server.
+			origin: "https://app.example.com",
 		},
 	}
 	for _, tt := range tests {
@@ -46,7 +50,11 @@ func TestVisitCounterAndCookieAttributes(t *testing.T) {
 			}
 			ts := startServer(t, serverSetup{cfg: tt.cfg, tls: tt.tls}, appHandler())
 			c := ts.client(t)
-			resp, body := fetchOK(t, c, ts.URL+"/visit")
+			origin := ts.URL
+			if tt.origin != "" {
+				origin = tt.origin
+			}
+			resp, body := fetchOK(t, c, origin+"/visit")
 			if body != "1" {
 				t.Fatalf("first visit = %s, want 1", body)
 			}
@@ -69,7 +77,7 @@ func TestVisitCounterAndCookieAttributes(t *testing.T) {
 				t.Errorf("cookie Domain = %q, want %q", ck.Domain, tt.cfg.CookieDomain)
 			}
 			for want := 2; want <= 3; want++ {
-				resp, body := fetchOK(t, c, ts.URL+"/visit")
+				resp, body := fetchOK(t, c, origin+"/visit")
 				if body != strconv.Itoa(want) {
 					t.Fatalf("visit = %s, want %d", body, want)
 				}

@@ -6,8 +6,14 @@
 # .env gets mode 0600, and the secret is never printed.
 #
 #   bash ./setup-production-env.sh            # first time, or to fill gaps
-#   bash ./setup-production-env.sh --rotate   # new secret; the old one stays
-#                                             # accepted, so nobody is signed out
+#   bash ./setup-production-env.sh --stage    # rolling rotation, step 1: a new secret,
+#                                             # accepted but not yet signing; deploy
+#   bash ./setup-production-env.sh --promote  # step 2: the new secret signs, the old
+#                                             # one stays accepted; deploy again
+#   bash ./setup-production-env.sh --rotate   # both steps at once, for one instance
+#
+# Rotating signs nobody out; with several instances, use --stage and
+# --promote, each followed by a deploy (docs/operations.md).
 #
 # Inside a git work tree it writes nothing unless git ignores .env, so the
 # secret cannot be committed: add .env to .gitignore first.
@@ -70,7 +76,7 @@ refuse_if_committable() {
 setup-production-env.sh: $env_file is tracked by git, so the production secret would be committed with it. Nothing was written.
 Stop tracking it and ignore it, then run this again:
     git rm --cached $env_file && echo $env_file >>.gitignore && git commit -m "Stop tracking $env_file" -- $env_file .gitignore
-Any secret it already held is in the history: replace it (bash ./setup-production-env.sh --rotate keeps users signed in).
+Any secret it already held is in the history: replace it (bash ./setup-production-env.sh --stage, deploy, --promote, deploy keeps users signed in).
 EOF
     exit 1
   fi
@@ -106,13 +112,13 @@ set_if_missing() {
 secret_args=(secret --env-file "$env_file")
 for arg in "$@"; do
   case "$arg" in
-    --rotate) secret_args+=(--rotate) ;;
+    --rotate | --stage | --promote) secret_args+=("$arg") ;;
     -h | --help)
       awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *)
-      echo "setup-production-env.sh: unknown argument $arg (the only option is --rotate; --help explains)" >&2
+      echo "setup-production-env.sh: unknown argument $arg (the options are --stage, --promote and --rotate; --help explains)" >&2
       exit 2
       ;;
   esac

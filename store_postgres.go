@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartscheduler/session/internal/connerr"
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
@@ -186,10 +187,16 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOpti
 // as NewPostgresStore does. Its errors name the host, port and database but
 // never the password or the URL.
 func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions, connectTimeout time.Duration) (*PostgresStore, *pgxpool.Pool, error) {
+	if problem, fix := redact.URLProblem(databaseURL); problem != "" {
+		// pgx would read part of the password as the host name, look it up
+		// and quote it in its errors: refuse before connecting.
+		return nil, nil, fmt.Errorf("session: DATABASE_URL %s: %s", problem, fix)
+	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
+		// Text only: pgconn.ParseConfigError keeps the connection string.
 		return nil, nil, fmt.Errorf("session: DATABASE_URL is not a valid PostgreSQL URL (%s): fix its syntax, e.g. postgres://user:password@host:5432/dbname",
-			redact.Password(err.Error(), databaseURL))
+			redact.Message(err.Error()))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
@@ -198,20 +205,20 @@ func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 	where := fmt.Sprintf("host %s port %d database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("session: open PostgreSQL pool for %s: %s", where, redact.Password(err.Error(), databaseURL))
+		return nil, nil, fmt.Errorf("session: open PostgreSQL pool for %s: %w", where, redact.Error(err))
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = pool.Ping(pingCtx)
 	cancel()
 	if err != nil {
 		pool.Close()
-		return nil, nil, fmt.Errorf("session: connect to PostgreSQL at %s within %v: check DATABASE_URL and that the server is up: %w",
-			where, connectTimeout, &redactedError{msg: redact.Password(err.Error(), databaseURL), err: classify(ctx, err)})
+		return nil, nil, fmt.Errorf("session: cannot connect to PostgreSQL at %s within %v: %w: %s",
+			where, connectTimeout, redact.Error(connerr.Tidy(classify(ctx, err))), connerr.Fix(err))
 	}
 	s, err := NewPostgresStore(ctx, pool, opts)
 	if err != nil {
 		pool.Close()
-		return nil, nil, &redactedError{msg: redact.Password(err.Error(), databaseURL), err: err}
+		return nil, nil, redact.Error(err)
 	}
 	return s, pool, nil
 }
@@ -227,16 +234,6 @@ func cancelOnTimeout(cfg *pgconn.Config) {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: 250 * time.Millisecond}
 	}
 }
-
-// redactedError replaces the text of err, which might quote the connection
-// string, by msg, while errors.Is and errors.As still see err.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
 
 // Load implements Store in one round trip; LoadedAt is the database's now().
 func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
@@ -573,8 +570,11 @@ type storeError struct {
 	err       error
 }
 
+// Error passes the text through redact.Message, and a connection error's
+// through connerr.Tidy: a request can open a new connection, whose error
+// may quote the connection string and repeats each attempt.
 func (e *storeError) Error() string {
-	return fmt.Sprintf("session: postgres %s on %s: %v", e.op, e.table, e.err)
+	return redact.Message(fmt.Sprintf("session: postgres %s on %s: %v", e.op, e.table, connerr.Tidy(e.err)))
 }
 
 func (e *storeError) Unwrap() error { return e.err }

@@ -467,3 +467,85 @@ func BenchmarkPostgresStore(b *testing.B) {
 		}
 	})
 }
+
+// TestAutoMigrateWithoutCreatePrivilege is the review's item 18: under a
+// role that may not create tables (PostgreSQL 15 gives ordinary roles no
+// CREATE on public), New failed with a bare "permission denied for schema
+// public". Its error now names the privilege, the role and the two ways
+// out; the same goes for a schema the role may not create.
+func TestAutoMigrateWithoutCreatePrivilege(t *testing.T) {
+	t.Parallel()
+	table := pgtest.Schema(t)
+	schema := schemaOf(table)
+	role, roleURL := pgtest.Role(t)
+	pgtest.Exec(t, "GRANT USAGE ON SCHEMA "+schema+" TO "+role)
+	for _, tc := range []struct {
+		table string
+		want  []string
+	}{
+		{table, []string{"SQLSTATE 42501", `role "` + role + `"`, `CREATE privilege on schema "` + schema + `"`,
+			`GRANT CREATE ON SCHEMA "` + schema + `" TO "` + role + `"`, "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"}},
+		{"missing_" + schema + ".session", []string{"SQLSTATE 42501", `role "` + role + `"`, "CREATE privilege on database",
+			"GRANT CREATE ON DATABASE", "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"}},
+	} {
+		m, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: roleURL, Table: tc.table}, session.WithLogger(discardLogger))
+		if err == nil {
+			m.Close()
+			t.Fatalf("New migrated %s as a role without CREATE", tc.table)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("New's error for %s does not say %q:\n%v", tc.table, want, err)
+			}
+		}
+		t.Log(err)
+	}
+}
+
+// TestConnectionErrorsLeadWithTheCause is the review's item 19: against a
+// server without TLS, pgx's default sslmode=prefer tries TLS, then plain,
+// and joined both errors, so New's error led with "server refused TLS
+// connection" and repeated lines. The cause now comes first, once, with
+// the fix that fits it. The cluster asks for passwords, as production
+// servers do (the shared test server trusts every local connection).
+func TestConnectionErrorsLeadWithTheCause(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	cluster.RequirePasswords(t, "app", "right-password")
+	server := pgtest.Config(t, cluster.URL()).ConnConfig
+	at := fmt.Sprintf("%s:%d", server.Host, server.Port)
+	for _, tc := range []struct {
+		name, url, cause, fix string
+		afterTLS              bool
+	}{
+		{"closed port", fmt.Sprintf("postgres://app:right-password@127.0.0.1:%d/postgres", closedPort(t)), "connection refused", "check the host and port", false},
+		{"wrong password", "postgres://app:wrong-password@" + at + "/postgres", "password authentication failed", "check the user name and password", true},
+		{"no such database", "postgres://app:right-password@" + at + "/no_such_db", `database "no_such_db" does not exist`, "create the database", true},
+	} {
+		m, err := session.New(t.Context(), session.Config{UsePostgres: true, DatabaseURL: tc.url, StoreTimeout: 5 * time.Second}, session.WithLogger(discardLogger))
+		if err == nil {
+			m.Close()
+			t.Fatalf("%s: New connected", tc.name)
+		}
+		msg := err.Error()
+		t.Logf("%s: %s", tc.name, msg)
+		if n := strings.Count(msg, tc.cause); n != 1 {
+			t.Errorf("%s: the cause %q appears %d times in: %s", tc.name, tc.cause, n, msg)
+		}
+		if strings.Contains(msg, "server refused TLS connection") {
+			t.Errorf("%s: the error still reports the TLS refusal as a cause: %s", tc.name, msg)
+		}
+		if got := strings.Contains(msg, tc.cause+" ") && strings.Contains(msg, "(after the server refused TLS)"); got != tc.afterTLS {
+			t.Errorf("%s: says it came after a TLS refusal: %v, want %v: %s", tc.name, got, tc.afterTLS, msg)
+		}
+		if i, j := strings.Index(msg, tc.cause), strings.Index(msg, tc.fix); j < i {
+			t.Errorf("%s: the fix %q does not follow the cause: %s", tc.name, tc.fix, msg)
+		}
+		if strings.Contains(msg, "right-password") || strings.Contains(msg, "wrong-password") {
+			t.Errorf("%s: the error shows the password: %s", tc.name, msg)
+		}
+		if !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("%s: not ErrUnavailable: %v", tc.name, err)
+		}
+	}
+}

@@ -335,7 +335,7 @@ func Apply(ctx context.Context, db DB, t Table) ([]Migration, error) {
 		}
 		ran, err := applyOne(ctx, db, t, m)
 		if err != nil {
-			return done, fmt.Errorf("apply session migration %03d_%s to %s: %w", m.Version, m.Name, t, err)
+			return done, fmt.Errorf("apply session migration %03d_%s to %s: %w", m.Version, m.Name, t, explainPrivilege(ctx, db, t, err))
 		}
 		if ran {
 			done = append(done, m)

@@ -236,3 +236,35 @@ func TestStatusReportsNewerSchema(t *testing.T) {
 		t.Errorf("Apply on a newer schema = %d migrations, %v; want none", len(again), err)
 	}
 }
+
+// TestCheckPrivileges asks, for a role with only USAGE on the schema, what
+// migrating needs at each stage: CREATE on a missing schema's database,
+// CREATE on the schema for a missing table, ownership of an existing one.
+func TestCheckPrivileges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := strings.TrimSuffix(pgtest.Schema(t), ".session")
+	table := migrations.Table{Schema: schema, Name: "session"}
+	role, roleURL := pgtest.Role(t)
+	pgtest.Exec(t, `GRANT USAGE ON SCHEMA "`+schema+`" TO "`+role+`"`)
+	admin, app := pgtest.Pool(t), pgtest.NewPool(t, pgtest.Config(t, roleURL))
+
+	check := func(name string, db migrations.DB, tbl migrations.Table, want string) {
+		t.Helper()
+		err := migrations.CheckPrivileges(ctx, db, tbl)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want an error saying %q", name, err, want)
+		}
+	}
+	check("missing schema", app, migrations.Table{Schema: schema + "_missing", Name: "session"}, "GRANT CREATE ON DATABASE")
+	check("missing table", app, table, `GRANT CREATE ON SCHEMA "`+schema+`" TO "`+role+`"`)
+	check("the administrator", admin, table, "")
+	if _, err := migrations.Apply(ctx, admin, table); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, `GRANT CREATE ON SCHEMA "`+schema+`" TO "`+role+`"`)
+	check("a table of another role's", app, table, "does not own the session table")
+}

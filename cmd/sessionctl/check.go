@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
+	"github.com/smartscheduler/session/migrations"
 )
 
 // status is the outcome of one check.
@@ -137,17 +140,24 @@ func (c *checker) addProblems(name string, problems []*session.ConfigError) {
 // judges it even when NODE_ENV says otherwise: the point is to know what
 // production would make of it.
 func check(ctx context.Context, e environment, envFile string, timeout time.Duration) []result {
-	cfg, _ := session.ConfigFromLookup(e.lookup)
-	// The same variables read with NODE_ENV=production give the parse
-	// errors and production's verdict on the rest, whatever NODE_ENV says.
+	cfg, cfgErr := session.ConfigFromLookup(e.lookup)
+	// The same variables read as production give the parse errors and
+	// production's verdict on the rest, whatever NODE_ENV says; only the
+	// verdict on NODE_ENV itself comes from the variables as they are.
 	_, err := session.ConfigFromLookup(func(name string) (string, bool) {
-		if name == "NODE_ENV" {
+		if name == "NODE_ENV" || name == "APP_ENV" {
 			return "production", true
 		}
 		return e.lookup(name)
 	})
+	problems := configErrors(err)
+	for _, p := range configErrors(cfgErr) {
+		if p.Variable == "NODE_ENV" {
+			problems = append(problems, p)
+		}
+	}
 	c := &checker{env: e, envFile: envFile, cfg: cfg, problems: map[string][]*session.ConfigError{}}
-	for _, p := range configErrors(err) {
+	for _, p := range problems {
 		if _, ok := c.problems[p.Variable]; !ok {
 			c.order = append(c.order, p.Variable)
 		}
@@ -166,29 +176,55 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 	c.checkSecret()
 	c.checkPreviousSecrets()
 	c.checkCookie()
+	c.checkIdleTimeout()
+	c.checkSizeCap()
 	for _, variable := range c.order {
 		c.addProblems(variable, c.take(variable))
 	}
 	return c.results
 }
 
+// checkProduction reports the mode the app will run in and why, as the
+// library decides it: production unless NODE_ENV (or APP_ENV) names
+// development.
 func (c *checker) checkProduction() {
+	const name = "production mode"
+	const fix = "set NODE_ENV=production: production mode makes cookies Secure and refuses weak secrets and the memory store"
+	if conflicts := c.take("NODE_ENV"); len(conflicts) > 0 {
+		c.addProblems(name, conflicts)
+		return
+	}
 	variable := "NODE_ENV"
-	value, ok := c.env.lookup(variable)
+	value, set := c.env.lookup(variable)
 	if strings.TrimSpace(value) == "" {
-		if v, ok2 := c.env.lookup("APP_ENV"); ok2 && strings.TrimSpace(v) != "" {
-			variable, value, ok = "APP_ENV", v, ok2
+		if v, ok := c.env.lookup("APP_ENV"); ok && strings.TrimSpace(v) != "" {
+			variable, value, set = "APP_ENV", v, true
 		}
 	}
-	const fix = "set NODE_ENV=production: production mode makes cookies Secure and refuses weak secrets and the memory store"
+	detail := logged(c.cfg, "mode").String() + c.env.origin(variable)
 	switch {
+	case c.cfg.Production && strings.Trim(value, " \t\r\n") == "production":
+		c.add(name, pass, detail, "")
 	case c.cfg.Production:
-		c.add("production mode", pass, variable+"=production"+c.env.origin(variable), "")
-	case !ok:
-		c.add("production mode", fail, "NODE_ENV is not set", fix)
+		c.add(name, warn, detail, "set "+variable+"=production exactly: this library runs production checks for any value but development, dev, test and local, "+
+			"but other code comparing "+variable+` with "production" (Express, for one) runs as in development`)
+	case !set:
+		c.add(name, fail, "NODE_ENV is not set", fix)
 	default:
-		c.add("production mode", fail, fmt.Sprintf("%s is %q%s", variable, strings.TrimSpace(value), c.env.origin(variable)), fix)
+		c.add(name, fail, detail, fix)
 	}
+}
+
+// logged returns the value of attribute key in cfg's LogValue, which shows
+// the settings as the app will run with them, defaults applied: the mode
+// and why (`production (NODE_ENV="production")`), the effective size cap.
+func logged(cfg session.Config, key string) slog.Value {
+	for _, a := range cfg.LogValue().Group() {
+		if a.Key == key {
+			return a.Value
+		}
+	}
+	return slog.Value{}
 }
 
 func (c *checker) checkUsePostgres() {
@@ -246,7 +282,11 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	where := redact.DatabaseURL(c.cfg.DatabaseURL)
 	pool, err := openPool(ctx, c.cfg.DatabaseURL, timeout)
 	if err != nil {
-		c.add("database reachable", fail, redact.Password(err.Error(), c.cfg.DatabaseURL), "")
+		if ce, ok := errors.AsType[*connectError](err); ok {
+			c.add("database reachable", fail, ce.problem, ce.fix)
+		} else {
+			c.add("database reachable", fail, redact.Message(err.Error()), "")
+		}
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
 		return
@@ -259,7 +299,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 	err = pool.QueryRow(ctx, "SELECT now()").Scan(&dbNow)
 	latency := time.Since(start)
 	if err != nil {
-		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact.Password(err.Error(), c.cfg.DatabaseURL)),
+		c.add("database reachable", fail, fmt.Sprintf("%s accepted a connection but did not answer a query: %s", where, redact.Message(err.Error())),
 			"check the server's health and that the DATABASE_URL role may log in")
 		c.add("session table", skip, "needs the database", "")
 		c.add("database clock", skip, "needs the database", "")
@@ -298,18 +338,21 @@ func clockResult(dbNow, local time.Time) result {
 
 func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 	const name = "session table"
-	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\" (or let the app migrate: SESSION_AUTO_MIGRATE=true)"
 	schema, err := checkSchema(ctx, pool, c.cfg.Table)
 	if err != nil {
-		c.add(name, fail, strings.TrimPrefix(redact.Password(err.Error(), c.cfg.DatabaseURL), "session: "), "fix SESSION_TABLE, or the database error above")
+		c.add(name, fail, strings.TrimPrefix(redact.Message(err.Error()), "session: "), "fix SESSION_TABLE, or the database error above")
 		return
 	}
 	if !schema.Exists {
-		c.add(name, fail, schema.Table+" does not exist (every request would fail)", migrate)
+		c.add(name, fail, schema.Table+" does not exist (every request would fail)", c.migrateFix(ctx, pool))
 		return
 	}
 	if err := schema.Err(); err != nil {
-		c.add(name, fail, strings.TrimPrefix(err.Error(), "session: "), "")
+		fix := ""
+		if schema.Applied > 0 && schema.Applied < schema.Latest {
+			fix = c.migrateFix(ctx, pool)
+		}
+		c.add(name, fail, strings.TrimPrefix(err.Error(), "session: "), fix)
 		return
 	}
 	if schema.Applied == 0 {
@@ -317,6 +360,25 @@ func (c *checker) checkTable(ctx context.Context, pool *pgxpool.Pool) {
 		return
 	}
 	c.add(name, pass, fmt.Sprintf("%s has the expected columns, migration %03d of %03d", schema.Table, schema.Applied, schema.Latest), "")
+}
+
+// migrateFix says how to create or upgrade the session table. The app can
+// do it itself only when its role has the privileges migrating needs, so
+// those are checked (has_schema_privilege, has_database_privilege, the
+// table's owner) before auto-migration is suggested.
+func (c *checker) migrateFix(ctx context.Context, pool *pgxpool.Pool) string {
+	migrate := "run \"sessionctl migrate" + c.envFileFlag() + "\""
+	table, err := migrations.ParseTable(c.cfg.Table)
+	if err == nil {
+		err = migrations.CheckPrivileges(ctx, pool, table)
+	}
+	switch {
+	case err != nil:
+		return redact.Message(err.Error())
+	case c.cfg.ManualMigrations:
+		return migrate + " (SESSION_AUTO_MIGRATE=false: the app does not migrate)"
+	}
+	return migrate + " (or let the app migrate: SESSION_AUTO_MIGRATE=true; its role may)"
 }
 
 // fingerprint identifies a secret without revealing it, so operators can
@@ -347,7 +409,7 @@ func (c *checker) checkSecret() {
 	const name = "SESSION_SECRET"
 	problems := c.take(name)
 	if len(problems) == 0 {
-		c.add(name, pass, fmt.Sprintf("set, %d bytes, not a known placeholder, fingerprint %s%s", len(c.cfg.Secret), fingerprint(c.cfg.Secret), c.env.origin(name)), "")
+		c.add(name, pass, fmt.Sprintf("set, %d bytes, no guessable pattern, fingerprint %s%s", len(c.cfg.Secret), fingerprint(c.cfg.Secret), c.env.origin(name)), "")
 		return
 	}
 	for _, p := range problems {
@@ -358,55 +420,102 @@ func (c *checker) checkSecret() {
 func (c *checker) checkPreviousSecrets() {
 	const name = "previous secrets"
 	problems := c.take("SESSION_SECRET_PREVIOUS")
-	c.addProblems(name, problems)
-	if len(c.cfg.PreviousSecrets) == 0 {
+	switch {
+	case len(problems) > 0:
+		c.addProblems(name, problems)
+	case len(c.cfg.PreviousSecrets) == 0:
 		c.add(name, pass, "SESSION_SECRET_PREVIOUS not set: no retired secret is accepted", "")
-		return
-	}
-	weak := 0
-	for i, s := range c.cfg.PreviousSecrets {
-		if s == "" || s == c.cfg.Secret {
-			continue // reported above, from the library
-		}
-		if why := secretProblem(s); why != "" {
-			weak++
-			c.add(name, warn, fmt.Sprintf("SESSION_SECRET_PREVIOUS entry %d %s; cookies it signs are still accepted", i+1, why),
-				"remove it once SESSION_LIFETIME has passed since the rotation")
-		}
-	}
-	if len(problems) == 0 && weak == 0 {
-		c.add(name, pass, fmt.Sprintf("%d retired secret(s), each well-formed; cookies they signed are re-signed with SESSION_SECRET", len(c.cfg.PreviousSecrets)), "")
+	case c.env.file != nil && c.stagedFirst():
+		c.add(name, pass, fmt.Sprintf("%d secret(s), each as strong as production requires; the first is staged by \"sessionctl secret --stage\" (fingerprint %s), accepted but not yet signing",
+			len(c.cfg.PreviousSecrets), fingerprint(c.cfg.PreviousSecrets[0])),
+			"once every instance runs with "+c.envFile+": sessionctl secret --env-file "+c.envFile+" --promote")
+	default:
+		c.add(name, pass, fmt.Sprintf("%d retired secret(s), each as strong as production requires; cookies they signed are re-signed with SESSION_SECRET", len(c.cfg.PreviousSecrets)), "")
 	}
 }
+
+// stagedFirst reports whether the first previous secret is the one
+// "sessionctl secret --stage" noted in the env file.
+func (c *checker) stagedFirst() bool {
+	fp, ok := staged(c.env.file)
+	return ok && fingerprint(c.cfg.PreviousSecrets[0]) == fp
+}
+
+// httpsTest is how an operator sees, from outside, whether the Secure
+// cookie comes back: behind a proxy the app knows only what the proxy
+// tells it about the browser's connection.
+const httpsTest = "To test: curl -s -o /dev/null -D - https://your.site/PAGE | grep -i set-cookie, " +
+	"PAGE being one that uses the session (a sign-in page), must show the cookie, and the site must answer on https:// only; " +
+	"behind a TLS-terminating proxy, the proxy must be trusted and send X-Forwarded-Proto: https"
 
 // checkCookie describes the cookie this configuration makes the app send.
 func (c *checker) checkCookie() {
 	const name = "cookie"
 	problems := append(append(c.take("SESSION_COOKIE_NAME"), c.take("SESSION_COOKIE_DOMAIN")...), c.take("SESSION_SAMESITE")...)
 	d := c.cfg
-	if d.CookieName == "" {
-		d.CookieName = defaults.CookieName(d.Production, d.CookieDomain)
-	}
-	attrs := []string{"name=" + d.CookieName}
+	domain := defaults.CookieDomain(d.CookieDomain)
+	cookieName := defaults.CookieName(d.Production, d.CookieName, domain)
+	attrs := []string{"name=" + cookieName}
 	if d.Production {
 		attrs = append(attrs, "Secure")
 	}
 	attrs = append(attrs, "HttpOnly", "SameSite="+sameSiteName(d.SameSite), "Path=/")
-	if d.CookieDomain != "" {
-		attrs = append(attrs, "Domain="+d.CookieDomain)
+	if domain != "" {
+		attrs = append(attrs, "Domain="+domain)
 	}
 	detail := strings.Join(attrs, " ")
+	if prefix, _ := defaults.CookiePrefix(cookieName); d.Production && d.CookieName != cookieName {
+		why := "no SESSION_COOKIE_DOMAIN: the cookie is this host's alone"
+		if prefix == defaults.SecurePrefix {
+			why = "SESSION_COOKIE_DOMAIN is set, where __Host- is not allowed"
+		}
+		given := "SESSION_COOKIE_NAME is not set"
+		if d.CookieName != "" {
+			given = fmt.Sprintf("SESSION_COOKIE_NAME=%s", d.CookieName)
+		}
+		detail += fmt.Sprintf(" (%s; production gives the name the %s prefix browsers enforce, as %s)", given, prefix, why)
+	}
 	switch {
 	case len(problems) > 0:
 		c.addProblems(name, problems)
 	case !d.Production:
 		c.add(name, fail, detail+": not Secure, so it would travel over plain HTTP",
-			"set NODE_ENV=production, and serve the site over HTTPS: browsers send Secure cookies only there")
+			"set NODE_ENV=production, and serve the site over HTTPS: browsers send Secure cookies only there. "+httpsTest)
 	case d.SameSite == http.SameSiteNoneMode:
 		c.add(name, warn, detail+": sent on cross-site requests too",
 			"use SESSION_SAMESITE=lax unless the app is embedded cross-site, and then protect every form against CSRF")
 	default:
-		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send Secure cookies only there)", "")
+		c.add(name, pass, detail+" (the site must be served over HTTPS: browsers send a Secure cookie back only over HTTPS, "+
+			"so over plain HTTP every page is a new session and users loop back to sign-in. "+httpsTest+")", "")
+	}
+}
+
+// checkIdleTimeout warns when sessions never end for want of use: without
+// an idle timeout a cookie left on a shared computer, or stolen, works for
+// the whole SESSION_LIFETIME.
+func (c *checker) checkIdleTimeout() {
+	const name = "idle timeout"
+	if c.cfg.IdleTimeout == 0 {
+		c.add(name, warn, "SESSION_IDLE_TIMEOUT is not set: a session unused for days stays valid until SESSION_LIFETIME ends it",
+			"set SESSION_IDLE_TIMEOUT, such as 30m for an app that handles money or health data, or 24h; an active user is never signed out by it")
+		return
+	}
+	c.add(name, pass, fmt.Sprintf("SESSION_IDLE_TIMEOUT=%s: a session unused that long ends%s", c.cfg.IdleTimeout, c.env.origin("SESSION_IDLE_TIMEOUT")), "")
+}
+
+// checkSizeCap warns when SESSION_MAX_SIZE=0 turns the size cap off: a
+// session is read on every request that uses it, so one large value makes
+// every one of them slow.
+func (c *checker) checkSizeCap() {
+	const name = "size cap"
+	switch {
+	case c.cfg.MaxSize < 0:
+		c.add(name, warn, "SESSION_MAX_SIZE=0: no cap, so one large value would be loaded and sent to the database on every request"+c.env.origin("SESSION_MAX_SIZE"),
+			"unset SESSION_MAX_SIZE for the 64 KiB default, or set the largest session in bytes")
+	case c.cfg.MaxSize == 0:
+		c.add(name, pass, fmt.Sprintf("%d bytes (the default): a change that would make a session larger is refused", logged(c.cfg, "max_size").Int64()), "")
+	default:
+		c.add(name, pass, fmt.Sprintf("%d bytes: a change that would make a session larger is refused%s", c.cfg.MaxSize, c.env.origin("SESSION_MAX_SIZE")), "")
 	}
 }
 

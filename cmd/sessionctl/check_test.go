@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartscheduler/session/internal/pgtest"
 )
 
 // checkJSON runs "check --json" and returns the results by check name
@@ -42,18 +44,27 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		t.Fatalf("exit status %d:\n%s%s", code, stdout, stderr)
 	}
 	for _, line := range []string{
-		"PASS  production mode     NODE_ENV=production",
+		`PASS  production mode     production (NODE_ENV="production")`,
 		"PASS  USE_POSTGRES        true",
 		"PASS  DATABASE_URL        127.0.0.1:",
 		"PASS  database reachable  127.0.0.1:",
 		"PASS  session table       \"t_",
 		"PASS  database clock      within 2s",
 		"PASS  SESSION_SECRET      set, 43 bytes",
-		"PASS  previous secrets    1 retired secret(s)",
+		"PASS  previous secrets    1 retired secret(s), each as strong",
 		"PASS  cookie              name=__Host-session Secure HttpOnly SameSite=Lax",
+		"PASS  idle timeout        SESSION_IDLE_TIMEOUT=30m0s",
+		"PASS  size cap            65536 bytes (the default)",
 	} {
 		if !strings.Contains(stdout, "\n"+line) && !strings.HasPrefix(stdout, line) {
 			t.Errorf("output lacks the line %q:\n%s", line, stdout)
+		}
+	}
+	// The review's item 17: production over plain HTTP loses the Secure
+	// cookie on every page; the cookie line says how to see it.
+	for _, want := range []string{"only over HTTPS", "curl -s -o /dev/null -D - https://", "| grep -i set-cookie", "X-Forwarded-Proto: https"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the cookie line does not say %q:\n%s", want, stdout)
 		}
 	}
 	if want := "fingerprint " + fingerprint(env["SESSION_SECRET"]); !strings.Contains(stdout, want) {
@@ -63,8 +74,8 @@ func TestCheckPassesAProductionConfiguration(t *testing.T) {
 		t.Error("two secrets share a fingerprint")
 	}
 	results, _ := checkJSON(t, env)
-	if len(results) != 9 {
-		t.Errorf("--json gave %d checks, want the 9 of the text output: %v", len(results), results)
+	if len(results) != 11 {
+		t.Errorf("--json gave %d checks, want the 11 of the text output: %v", len(results), results)
 	}
 }
 
@@ -101,6 +112,79 @@ func TestCheckFailures(t *testing.T) {
 			},
 		},
 		{
+			name: "NODE_ENV with a typo runs production checks",
+			edit: func(t *testing.T, env map[string]string) { env["NODE_ENV"] = "prod" },
+			want: map[string][]string{
+				"production mode": {"warn", `production (NODE_ENV="prod" is not development, dev, test or local)`, "set NODE_ENV=production exactly"},
+			},
+		},
+		{
+			name: "NODE_ENV with an invisible character",
+			edit: func(t *testing.T, env map[string]string) { env["NODE_ENV"] = "development\u200b" },
+			want: map[string][]string{
+				"production mode": {"warn", `NODE_ENV="development\u200b"`},
+			},
+		},
+		{
+			name: "NODE_ENV and APP_ENV disagree",
+			edit: func(t *testing.T, env map[string]string) { env["APP_ENV"] = "development" },
+			want: map[string][]string{
+				"production mode": {"fail", `NODE_ENV is "production" but APP_ENV is "development"`, "set both to the same mode"},
+			},
+		},
+		{
+			name: "APP_ENV says development",
+			edit: func(t *testing.T, env map[string]string) {
+				delete(env, "NODE_ENV")
+				env["APP_ENV"] = "local"
+			},
+			want: map[string][]string{
+				"production mode": {"fail", `development (APP_ENV="local")`, "set NODE_ENV=production"},
+			},
+		},
+		{
+			name: "a custom cookie name gets the prefix",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_NAME"] = "sid" },
+			want: map[string][]string{
+				"cookie": {"pass", "name=__Host-sid Secure", "SESSION_COOKIE_NAME=sid", "the __Host- prefix browsers enforce"},
+			},
+		},
+		{
+			name: "a cookie domain gets __Secure-",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_DOMAIN"] = ".Example.com" },
+			want: map[string][]string{
+				"cookie": {"pass", "name=__Secure-session Secure", "Domain=example.com", "the __Secure- prefix browsers enforce"},
+			},
+		},
+		{
+			name: "__Host- in any case refuses a domain",
+			edit: func(t *testing.T, env map[string]string) {
+				env["SESSION_COOKIE_NAME"] = "__HOST-sid"
+				env["SESSION_COOKIE_DOMAIN"] = "example.com"
+			},
+			want: map[string][]string{
+				"cookie": {"fail", "starts with __Host-", "unset SESSION_COOKIE_DOMAIN"},
+			},
+		},
+		{
+			name: "a public suffix as the cookie domain",
+			edit: func(t *testing.T, env map[string]string) { env["SESSION_COOKIE_DOMAIN"] = "co.uk" },
+			want: map[string][]string{
+				"cookie": {"fail", "public suffix"},
+			},
+		},
+		{
+			name: "no idle timeout, no size cap",
+			edit: func(t *testing.T, env map[string]string) {
+				delete(env, "SESSION_IDLE_TIMEOUT")
+				env["SESSION_MAX_SIZE"] = "0"
+			},
+			want: map[string][]string{
+				"idle timeout": {"warn", "SESSION_IDLE_TIMEOUT is not set", "set SESSION_IDLE_TIMEOUT"},
+				"size cap":     {"warn", "SESSION_MAX_SIZE=0", "unset SESSION_MAX_SIZE"},
+			},
+		},
+		{
 			name: "placeholder secret, weak retired secret",
 			edit: func(t *testing.T, env map[string]string) {
 				env["SESSION_SECRET"] = "<random-secure-string>"
@@ -108,7 +192,7 @@ func TestCheckFailures(t *testing.T) {
 			},
 			want: map[string][]string{
 				"SESSION_SECRET":   {"fail", "placeholder"},
-				"previous secrets": {"warn", "entry 1 is a placeholder", "remove it once SESSION_LIFETIME has passed"},
+				"previous secrets": {"fail", "entry 1 is a placeholder", "remove it"},
 			},
 		},
 		{
@@ -124,7 +208,7 @@ func TestCheckFailures(t *testing.T) {
 			edit: func(t *testing.T, env map[string]string) { env["DATABASE_URL"] = closedPort(t) },
 			want: map[string][]string{
 				"DATABASE_URL":       {"pass", "127.0.0.1:"},
-				"database reachable": {"fail", "cannot connect to PostgreSQL at 127.0.0.1:", "check DATABASE_URL"},
+				"database reachable": {"fail", "cannot connect to PostgreSQL at 127.0.0.1:", "check the host and port in DATABASE_URL"},
 				"session table":      {"skip"},
 				"database clock":     {"skip"},
 			},
@@ -262,6 +346,96 @@ func TestClockResult(t *testing.T) {
 		}
 		if r.Status == warn && !strings.Contains(r.Fix, "NTP") {
 			t.Errorf("skew %v: fix %q does not say how", tt.skew, r.Fix)
+		}
+	}
+}
+
+// TestCheckNeverShowsAPastedPassword: a password pasted with an unencoded
+// '@' and '#' (the review's item 13) shows in no output, not even the part
+// after its first '@', which pgx would take for the host.
+func TestCheckNeverShowsAPastedPassword(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	env["DATABASE_URL"] = "postgres://app:Secr3t@Pr0d#2024@127.0.0.1:5432/app?sslmode=disable"
+	var outputs []string
+	for _, args := range [][]string{{"check"}, {"check", "--json"}, {"migrate"}, {"stats"}} {
+		stdout, stderr, _ := sessionctl(t, env, args...)
+		outputs = append(outputs, stdout+stderr)
+	}
+	for _, out := range outputs {
+		for _, fragment := range []string{"Secr3t", "Pr0d", "2024"} {
+			if strings.Contains(out, fragment) {
+				t.Errorf("output shows %q of the password:\n%s", fragment, out)
+			}
+		}
+	}
+	results, code := checkJSON(t, env)
+	if r := results["DATABASE_URL"]; code != exitFailed || r.Status != fail || !strings.Contains(r.Detail+r.Fix, "%40") {
+		t.Errorf("exit %d, DATABASE_URL %s %q; want a failure saying to encode '@' as %%40", code, r.Status, r.Detail+": "+r.Fix)
+	}
+}
+
+// TestCheckTestsTheRoleBeforeSuggestingAutoMigrate is the review's item
+// 18: check suggested SESSION_AUTO_MIGRATE=true to a role that may not
+// create the table. It now asks the database what the role may do.
+func TestCheckTestsTheRoleBeforeSuggestingAutoMigrate(t *testing.T) {
+	t.Parallel()
+	env := productionEnv(t)
+	schema, _, _ := strings.Cut(env["SESSION_TABLE"], ".")
+	role, roleURL := pgtest.Role(t)
+	pgtest.Exec(t, "GRANT USAGE ON SCHEMA "+schema+" TO "+role)
+	env["DATABASE_URL"] = roleURL
+	results, _ := checkJSON(t, env)
+	r := results["session table"]
+	for _, want := range []string{"does not exist", `lacks the CREATE privilege on schema "` + schema + `"`, "GRANT CREATE ON SCHEMA", "sessionctl migrate", "SESSION_AUTO_MIGRATE=false"} {
+		if !strings.Contains(r.Detail+": "+r.Fix, want) {
+			t.Errorf("session table: %q lacks %q", r.Detail+": "+r.Fix, want)
+		}
+	}
+	if r.Status != fail || strings.Contains(r.Fix, "SESSION_AUTO_MIGRATE=true") {
+		t.Errorf("session table: %s %q; want a failure that does not suggest auto-migration", r.Status, r.Fix)
+	}
+	// sessionctl migrate as that role says the same.
+	if _, stderr, code := sessionctl(t, env, "migrate"); code != exitFailed || !strings.Contains(stderr, "GRANT CREATE ON SCHEMA") {
+		t.Errorf("migrate as the role: exit %d, %s", code, stderr)
+	}
+	// The administrator may: auto-migration is a fix then.
+	results, _ = checkJSON(t, productionEnv(t))
+	if r := results["session table"]; !strings.Contains(r.Fix, "SESSION_AUTO_MIGRATE=true") {
+		t.Errorf("session table for a role that may create it: fix %q", r.Fix)
+	}
+}
+
+// TestCheckReportsTheConnectionCause is the review's item 19 for check:
+// the "database reachable" line leads with the cause, once, and the fix
+// that fits it, against a server that asks for passwords and refuses TLS.
+func TestCheckReportsTheConnectionCause(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	cluster.RequirePasswords(t, "app", testPassword)
+	server := pgtest.Config(t, cluster.URL()).ConnConfig
+	at := fmt.Sprintf("%s:%d", server.Host, server.Port)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, tc := range []struct{ name, url, cause, fix string }{
+		{"closed port", "postgres://app:" + testPassword + "@" + closed + "/postgres", "connection refused", "check the host and port"},
+		{"wrong password", "postgres://app:wrong-" + testPassword + "@" + at + "/postgres", "password authentication failed", "check the user name and password"},
+		{"no such database", "postgres://app:" + testPassword + "@" + at + "/no_such_db", `database "no_such_db" does not exist`, "create the database"},
+	} {
+		env := productionEnv(t)
+		env["DATABASE_URL"] = tc.url
+		results, _ := checkJSON(t, env, "--timeout", "5s")
+		r := results["database reachable"]
+		line := r.Detail + ": " + r.Fix
+		if r.Status != fail || strings.Count(line, tc.cause) != 1 || strings.Contains(line, "server refused TLS connection") || !strings.Contains(r.Fix, tc.fix) {
+			t.Errorf("%s: %s %q; want a failure naming %q once, not the TLS refusal, and the fix %q", tc.name, r.Status, line, tc.cause, tc.fix)
+		}
+		if strings.Contains(line, "wrong-") {
+			t.Errorf("%s: the line shows the password: %s", tc.name, line)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/connerr"
 	"github.com/smartscheduler/session/internal/defaults"
 	prunepkg "github.com/smartscheduler/session/internal/prune"
 	"github.com/smartscheduler/session/internal/redact"
@@ -108,11 +109,19 @@ func openPool(ctx context.Context, databaseURL string, timeout time.Duration) (*
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to PostgreSQL at %s: %s: check DATABASE_URL, that the server is up, and that this host may connect (pg_hba.conf, firewall)",
-			redact.DatabaseURL(databaseURL), redact.Password(err.Error(), databaseURL))
+		return nil, &connectError{
+			problem: fmt.Sprintf("cannot connect to PostgreSQL at %s: %s", redact.DatabaseURL(databaseURL), redact.Message(connerr.Tidy(err).Error())),
+			fix:     connerr.Fix(err),
+		}
 	}
 	return pool, nil
 }
+
+// connectError is openPool's failure: what went wrong, cause first, and
+// what to check, apart so that check can show them in their columns.
+type connectError struct{ problem, fix string }
+
+func (e *connectError) Error() string { return e.problem + ": " + e.fix }
 
 // table is the session table a command works on, its schema resolved.
 type table struct {
@@ -139,7 +148,7 @@ func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (
 	}
 	if err != nil {
 		pool.Close()
-		return nil, errors.New(redact.Password(err.Error(), cfg.DatabaseURL))
+		return nil, redact.Error(err)
 	}
 	return &table{pool: pool, name: name, store: store}, nil
 }
@@ -214,7 +223,7 @@ can gate on it.`)
 		table, err = table.Resolve(ctx, pool)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("SESSION_TABLE: %s", redact.Password(err.Error(), cfg.DatabaseURL)))
+		return fail(fmt.Errorf("SESSION_TABLE: %w", redact.Error(err)))
 	}
 	if *status {
 		return migrationStatus(ctx, pool, table, *asJSON, stdout, stderr)
@@ -224,7 +233,7 @@ can gate on it.`)
 		fmt.Fprintf(stdout, "Applied %03d_%s to %s.\n", m.Version, m.Name, table)
 	}
 	if err != nil {
-		return fail(errors.New(redact.Password(err.Error(), cfg.DatabaseURL)))
+		return fail(redact.Error(err))
 	}
 	if len(applied) == 0 {
 		all := migrations.All()

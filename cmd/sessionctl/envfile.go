@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -250,6 +251,39 @@ func (f *envFile) set(key, value string) {
 	if !replaced {
 		f.lines = append(f.lines, key+"="+quoteEnvValue(value))
 	}
+}
+
+// comment returns the rest of the first comment line that starts with
+// prefix, for the notes sessionctl leaves in the file for itself.
+func (f *envFile) comment(prefix string) (string, bool) {
+	for _, line := range f.lines {
+		if rest, ok := strings.CutPrefix(strings.TrimSuffix(line, "\r"), prefix); ok {
+			return rest, true
+		}
+	}
+	return "", false
+}
+
+// setComment makes prefix+text the file's one comment line starting with
+// prefix: it replaces those already there, or goes just above the last
+// assignment of key (at the end when there is none), where a reader of
+// that assignment sees it.
+func (f *envFile) setComment(prefix, text, key string) {
+	f.removeComment(prefix)
+	at := len(f.lines)
+	for i, line := range f.lines {
+		if k, _, ok, _ := parseEnvLine(line); ok && k == key {
+			at = i
+		}
+	}
+	f.lines = slices.Insert(f.lines, at, prefix+text)
+}
+
+// removeComment removes every comment line starting with prefix.
+func (f *envFile) removeComment(prefix string) {
+	f.lines = slices.DeleteFunc(f.lines, func(line string) bool {
+		return strings.HasPrefix(strings.TrimSuffix(line, "\r"), prefix)
+	})
 }
 
 var bareEnvValue = regexp.MustCompile(`^[A-Za-z0-9_./:@%+,=-]*$`)

@@ -6,7 +6,8 @@
 //
 //	go install github.com/smartscheduler/session/cmd/sessionctl@latest
 //
-//	sessionctl secret [--env-file FILE [--rotate]]   make (or rotate) SESSION_SECRET
+//	sessionctl secret [--env-file FILE [--rotate | --stage | --promote]]
+//	                                                 make (or rotate) SESSION_SECRET
 //	sessionctl check [--env-file FILE] [--json]      the production checklist
 //	sessionctl migrate [--status] [--json]           create or upgrade the session table
 //	sessionctl prune                                 delete expired sessions now

@@ -43,6 +43,8 @@ func productionEnv(t *testing.T) map[string]string {
 		"DATABASE_URL":   u.String(),
 		"SESSION_SECRET": newSecret(),
 		"SESSION_TABLE":  pgtest.Schema(t),
+		// Production without an idle timeout is a warning.
+		"SESSION_IDLE_TIMEOUT": "30m",
 	}
 }
 
@@ -81,6 +83,9 @@ func TestUsage(t *testing.T) {
 		{args: []string{"check", "--nope"}, code: exitUsage, stderr: "flag provided but not defined: -nope"},
 		{args: []string{"prune", "extra"}, code: exitUsage, stderr: `unexpected argument "extra"`},
 		{args: []string{"secret", "--rotate"}, code: exitUsage, stderr: "--rotate needs --env-file"},
+		{args: []string{"secret", "--stage"}, code: exitUsage, stderr: "--stage needs --env-file"},
+		{args: []string{"secret", "--promote"}, code: exitUsage, stderr: "--promote needs --env-file"},
+		{args: []string{"secret", "--stage", "--promote", "--env-file", "x"}, code: exitUsage, stderr: "use one"},
 		{args: []string{"revoke"}, code: exitUsage, stderr: "--user is required"},
 		{args: []string{"migrate", "--json"}, code: exitUsage, stderr: "--json goes with --status"},
 		{args: []string{"stats", "--timeout", "soon"}, code: exitUsage, stderr: "invalid value"},

@@ -82,6 +82,18 @@ func TestSecretPrintsA256BitSecret(t *testing.T) {
 	}
 }
 
+// TestSecretGeneratorPassesTheBar draws a thousand secrets from the
+// generator "sessionctl secret" uses: production must accept every one,
+// however its random characters happen to fall.
+func TestSecretGeneratorPassesTheBar(t *testing.T) {
+	t.Parallel()
+	for range 1000 {
+		if secret := newSecret(); secretProblem(secret) != "" {
+			t.Fatalf("production refuses a generated secret: %s", secretProblem(secret))
+		}
+	}
+}
+
 // envFileValue reads key from the file at path, as the app's loaders would.
 func envFileValue(t *testing.T, path, key string) string {
 	t.Helper()
@@ -236,6 +248,59 @@ func TestSecretEnvFile(t *testing.T) {
 		if envFileValue(t, path, "OTHER") != "1" {
 			t.Errorf("OTHER was lost")
 		}
+	})
+
+	t.Run("rotation drops weak secrets instead of keeping them accepted", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		strong := newSecret()
+		os.WriteFile(path, []byte("SESSION_SECRET=changeme\nSESSION_SECRET_PREVIOUS="+strong+",abcdefghijklmnopqrstuvwxyz0123456789,short\n"), 0o600)
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if got := envFileValue(t, path, "SESSION_SECRET_PREVIOUS"); got != strong {
+			t.Errorf("SESSION_SECRET_PREVIOUS = %q, want only the strong retired secret", got)
+		}
+		for _, want := range []string{"SESSION_SECRET", "is a placeholder", "entry 2", "is predictable", "entry 3", "is 5 bytes", "not kept"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("output does not say %q:\n%s", want, stdout)
+			}
+		}
+		assertNoSecrets(t, map[string]string{"SESSION_SECRET": envFileValue(t, path, "SESSION_SECRET"), "SESSION_SECRET_PREVIOUS": strong + ",abcdefghijklmnopqrstuvwxyz0123456789,changeme"}, stdout, stderr)
+	})
+
+	t.Run("stage and promote, and what they refuse", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--stage"); code != exitFailed || !strings.Contains(stderr, "no SESSION_SECRET to stage") {
+			t.Errorf("--stage without a secret: exit %d, %q", code, stderr)
+		}
+		first, retired := newSecret(), newSecret()
+		os.WriteFile(path, []byte("SESSION_SECRET="+first+"\nSESSION_SECRET_PREVIOUS="+retired+"\n"), 0o600)
+		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--promote"); code != exitFailed || !strings.Contains(stderr, "no staged secret") {
+			t.Errorf("--promote without --stage: exit %d, %q; want a refusal, or the retired secret would sign again", code, stderr)
+		}
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--stage")
+		previous := strings.Split(envFileValue(t, path, "SESSION_SECRET_PREVIOUS"), ",")
+		if code != exitOK || envFileValue(t, path, "SESSION_SECRET") != first || len(previous) != 2 || previous[1] != retired {
+			t.Fatalf("--stage: exit %d, %s; previous %d entries", code, stderr, len(previous))
+		}
+		next := previous[0]
+		if !strings.Contains(stdout, "Step 1 of 2") || !strings.Contains(stdout, "--promote") || !strings.Contains(string(mustRead(t, path)), stagedNote+fingerprint(next)) {
+			t.Errorf("--stage does not explain the next step, or left no note of the staged secret:\n%s\n%s", stdout, mustRead(t, path))
+		}
+		if _, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--stage"); code != exitFailed || !strings.Contains(stderr, "already stages") {
+			t.Errorf("a second --stage: exit %d, %q", code, stderr)
+		}
+		stdout, stderr, code = sessionctl(t, nil, "secret", "--env-file", path, "--promote")
+		if code != exitOK || envFileValue(t, path, "SESSION_SECRET") != next || envFileValue(t, path, "SESSION_SECRET_PREVIOUS") != first+","+retired {
+			t.Fatalf("--promote: exit %d, %s", code, stderr)
+		}
+		if strings.Contains(string(mustRead(t, path)), stagedNote) || !strings.Contains(stdout, "Step 2 of 2") {
+			t.Errorf("--promote left the note, or does not say what to do:\n%s\n%s", stdout, mustRead(t, path))
+		}
+		assertNoSecrets(t, map[string]string{"SESSION_SECRET": next, "SESSION_SECRET_PREVIOUS": first + "," + retired}, stdout, stderr)
 	})
 
 	t.Run("refuses a file it cannot read faithfully", func(t *testing.T) {

@@ -211,6 +211,17 @@ func TestSetupProductionEnvScript(t *testing.T) {
 		t.Errorf("--rotate (exit %d): secret changed %v, old secret in SESSION_SECRET_PREVIOUS %v:\n%s", code, rotated["SESSION_SECRET"] != secret, rotated["SESSION_SECRET_PREVIOUS"] == secret, out)
 	}
 
+	out, code = script(t, dir, path, setup, nil, "--stage")
+	staged := readEnv(t, dir)
+	next, _, _ := strings.Cut(staged["SESSION_SECRET_PREVIOUS"], ",")
+	if code != 0 || staged["SESSION_SECRET"] != rotated["SESSION_SECRET"] || next == "" || next == rotated["SESSION_SECRET"] {
+		t.Errorf("--stage (exit %d) changed SESSION_SECRET or staged nothing:\n%s", code, out)
+	}
+	out, code = script(t, dir, path, setup, nil, "--promote")
+	if promoted := readEnv(t, dir); code != 0 || promoted["SESSION_SECRET"] != next || !strings.HasPrefix(promoted["SESSION_SECRET_PREVIOUS"], rotated["SESSION_SECRET"]+",") {
+		t.Errorf("--promote (exit %d): the staged secret does not sign, or the old one is not first among the previous:\n%s", code, out)
+	}
+
 	if out, code = script(t, dir, path, setup, nil, "--bogus"); code != 2 {
 		t.Errorf("an unknown argument: exit %d, want 2:\n%s", code, out)
 	}

@@ -1,8 +1,14 @@
 package pgtest
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Cluster is a PostgreSQL server of the test's own, which the test can stop
@@ -68,4 +74,31 @@ func (c *Cluster) Stop(t testing.TB, mode string) {
 	if err := c.c.pgCtlStop(mode); err != nil {
 		t.Fatalf("pgtest cluster: %v", err)
 	}
+}
+
+// RequirePasswords creates a login role with password and makes the
+// cluster ask every role but postgres for its password over TCP
+// (scram-sha-256), as a production server does; postgres stays trusted,
+// so URL still works. The cluster keeps refusing TLS, so a client in
+// sslmode=prefer (pgx's default) first tries TLS, as it would against many
+// servers. It restarts the cluster to load the new pg_hba.conf: a reload
+// would take effect at a moment the test cannot observe.
+func (c *Cluster) RequirePasswords(t testing.TB, role, password string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatalf("pgtest cluster: %v", err)
+	}
+	_, err = conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD '"+strings.ReplaceAll(password, "'", "''")+"'")
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatalf("pgtest cluster: create role %s: %v", role, err)
+	}
+	hba := "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(filepath.Join(c.c.dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		t.Fatalf("pgtest cluster: %v", err)
+	}
+	c.Stop(t, "fast")
+	c.Start(t)
 }

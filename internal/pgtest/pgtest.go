@@ -245,6 +245,33 @@ func Exec(t testing.TB, sql string, args ...any) {
 	}
 }
 
+// Role creates a login role with no privileges beyond those of PUBLIC,
+// dropped with whatever it owns or was granted when the test ends, and
+// returns its name and the test server's URL logging in as it. It is for
+// tests of what an application's unprivileged role may and may not do.
+// The role has no password: the test server trusts local connections.
+func Role(t testing.TB) (name, roleURL string) {
+	t.Helper()
+	base := URL(t)
+	name = "r_" + randomHex(8)
+	Exec(t, "CREATE ROLE "+pgx.Identifier{name}.Sanitize()+" LOGIN")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, sql := range []string{"DROP OWNED BY ", "DROP ROLE "} {
+			if _, err := admin.Exec(ctx, sql+pgx.Identifier{name}.Sanitize()); err != nil {
+				t.Errorf("drop test role %s: %v", name, err)
+				return
+			}
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("pgtest.Role needs a postgres:// URL for the test server, not %q", base)
+	}
+	u.User = url.User(name)
+	return name, u.String()
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
