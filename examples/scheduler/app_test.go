@@ -54,8 +54,9 @@ func postgresConfig(t *testing.T) session.Config {
 // browser is one user agent: its own cookie jar, and the Origin header a
 // browser sends with a form's POST.
 type browser struct {
-	t      *testing.T
-	client *http.Client
+	t         *testing.T
+	client    *http.Client
+	userAgent string // Go's own when empty
 }
 
 func newBrowser(t *testing.T) *browser {
@@ -84,6 +85,9 @@ func (b *browser) do(s *server, method, path string, form url.Values) (int, stri
 	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if b.userAgent != "" {
+		req.Header.Set("User-Agent", b.userAgent)
 	}
 	if method == http.MethodPost {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -162,8 +166,8 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	other.signIn(s, "ada", "lovelace")
 
 	_, _, body := phone.get(s, "/sessions")
-	if n := strings.Count(body, "<tr"); n != 3 { // a header row and two sessions
-		t.Errorf("sessions page shows %d rows, want the header and grace's 2 sessions:\n%s", n, body)
+	if n := strings.Count(body, `<li class="device`); n != 2 {
+		t.Errorf("sessions page shows %d sessions, want grace's 2:\n%s", n, body)
 	}
 	if n := strings.Count(body, "This device"); n != 1 {
 		t.Errorf("sessions page marks %d sessions as this device, want 1:\n%s", n, body)
@@ -173,7 +177,7 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	if status != http.StatusOK || path != "/signin" {
 		t.Fatalf("sign out everywhere ended at %s with %d", path, status)
 	}
-	mustContain(t, body, "Signed out of 2 session(s) on all your devices.")
+	mustContain(t, body, "Signed out of 2 sessions on all your devices.")
 	for name, b := range map[string]*browser{"laptop": laptop, "phone": phone} {
 		if _, path, _ := b.get(s, "/"); path != "/signin" {
 			t.Errorf("the %s is still signed in", name)
@@ -181,6 +185,49 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	}
 	if _, path, _ := other.get(s, "/"); path != "/" {
 		t.Errorf("another user was signed out too")
+	}
+}
+
+// User agents of two devices, as their browsers send them.
+const (
+	firefoxOnWindows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+	safariOnIPhone   = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+func TestSessionsPageNamesDevices(t *testing.T) {
+	t.Parallel()
+	s := start(t, session.Config{})
+	laptop, phone := newBrowser(t), newBrowser(t)
+	laptop.userAgent, phone.userAgent = firefoxOnWindows, safariOnIPhone
+	laptop.signIn(s, "grace", "hopper")
+	phone.signIn(s, "grace", "hopper")
+
+	_, _, body := phone.get(s, "/sessions")
+	mustContain(t, body,
+		// This device first, then the laptop, each with its IP.
+		`<strong class="name" title="`+safariOnIPhone+`">Safari 17 on iOS</strong> <span class="badge">This device</span>`,
+		`<strong class="name" title="`+firefoxOnWindows+`">Firefox 128 on Windows</strong></span>`,
+		`<span class="ip">127.0.0.1</span>`, "active just now",
+		// Without JavaScript the sign-in time says it is in UTC.
+		" UTC</time>", "data-local", `<script src="/static/localtime.js" defer></script>`,
+		`action="/sessions/revoke-others"`, `action="/signout-everywhere"`)
+	if strings.Index(body, "Safari 17 on iOS") > strings.Index(body, "Firefox 128 on Windows") {
+		t.Errorf("this device is not listed first:\n%s", body)
+	}
+
+	status, path, body := phone.post(s, "/sessions/revoke-others", nil)
+	if status != http.StatusOK || path != "/sessions" {
+		t.Fatalf("sign out everywhere else ended at %s with %d", path, status)
+	}
+	mustContain(t, body, "Signed out of 1 other session.", "You are signed in on this device only.")
+	if n := strings.Count(body, `<li class="device`); n != 1 {
+		t.Errorf("after signing out everywhere else the page lists %d sessions, want 1:\n%s", n, body)
+	}
+	if _, path, _ := laptop.get(s, "/"); path != "/signin" {
+		t.Errorf("the laptop is still signed in")
+	}
+	if _, path, _ := phone.get(s, "/"); path != "/" {
+		t.Errorf("the phone was signed out too")
 	}
 }
 
