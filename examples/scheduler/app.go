@@ -49,8 +49,9 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		}
 		a.pages[page] = t
 	}
+	options := []session.Option{session.WithLogger(logger), session.WithEvents(a.logSignIn)}
 	if !cfg.UsePostgres {
-		sessions, err := session.New(ctx, cfg, session.WithLogger(logger))
+		sessions, err := session.New(ctx, cfg, options...)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +80,7 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		logger.Warn("SESSION_SECRET is not set: signing cookies with a development secret kept in the database, so sign-ins survive restarts; production refuses to start without SESSION_SECRET (run `sessionctl secret`)")
 	}
 	if err == nil {
-		a.sessions, err = session.New(ctx, cfg, session.WithStore(store), session.WithLogger(logger))
+		a.sessions, err = session.New(ctx, cfg, append(options, session.WithStore(store))...)
 	}
 	if err != nil {
 		pool.Close()
@@ -90,6 +91,15 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		pool.Close()
 	}
 	return a, nil
+}
+
+// logSignIn logs each sign-in with the device it came from, as a "new
+// sign-in" notice to the user would say it. It names no user and no
+// address: the log keeps nothing personal.
+func (a *app) logSignIn(e session.Event) {
+	if e.Kind == "signed-in" {
+		a.logger.Info("new sign-in from " + deviceName(e.Session.UserAgent))
+	}
 }
 
 // openPool connects to cfg's database within timeout and returns the pool

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,7 +30,13 @@ type server struct {
 // stop, to restart it).
 func start(t *testing.T, cfg session.Config) *server {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startLogging(t, cfg, io.Discard)
+}
+
+// startLogging is start with the app's log written to log.
+func startLogging(t *testing.T, cfg session.Config, log io.Writer) *server {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(log, nil))
 	a, err := newApp(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
@@ -228,6 +235,23 @@ func TestSessionsPageNamesDevices(t *testing.T) {
 	}
 	if _, path, _ := phone.get(s, "/"); path != "/" {
 		t.Errorf("the phone was signed out too")
+	}
+}
+
+func TestSignInIsLogged(t *testing.T) {
+	t.Parallel()
+	var log strings.Builder
+	s := startLogging(t, session.Config{}, &log)
+	for _, ua := range []string{firefoxOnWindows, "curl/8.5.0"} {
+		b := newBrowser(t)
+		b.userAgent = ua
+		b.signIn(s, "ada", "lovelace")
+	}
+	s.stop() // tells the events already queued; the log is ours to read
+	signIns := regexp.MustCompile(`(?m)msg="?new sign-in.*$`).FindAllString(log.String(), -1)
+	want := []string{`msg="new sign-in from Firefox 128 on Windows"`, `msg="new sign-in from curl"`}
+	if !slices.Equal(signIns, want) {
+		t.Errorf("sign-ins logged as %q, want %q (nothing more: no user, no address)", signIns, want)
 	}
 }
 
