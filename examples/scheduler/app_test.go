@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/smartscheduler/session"
@@ -384,23 +385,8 @@ func TestPasswordHashes(t *testing.T) {
 
 func TestRunServesUntilCanceled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, printed := io.Pipe()
-	env := map[string]string{"ADDR": "127.0.0.1:0"}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, printed, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		printed.Close()
-	}()
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		t.Fatalf("run printed nothing; it returned %v", <-done)
-	}
-	address := regexp.MustCompile(`http://\S+`).FindString(lines.Text())
-	if address == "" {
-		t.Fatalf("no address in %q", lines.Text())
-	}
-	resp, err := http.Get(address + "/signin")
+	app := serve(t, nil)
+	resp, err := http.Get(app.URL + "/signin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,12 +394,55 @@ func TestRunServesUntilCanceled(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /signin: %d", resp.StatusCode)
 	}
-	cancel()
-	go io.Copy(io.Discard, stdout) // the shutdown message
-	if err := <-done; err != nil {
+	if _, err := app.stop(); err != nil {
 		t.Errorf("run returned %v after cancel, want nil", err)
 	}
-	if _, err := http.Get(address + "/signin"); err == nil {
+	if _, err := http.Get(app.URL + "/signin"); err == nil {
 		t.Errorf("still serving after shutdown")
 	}
+}
+
+// running is the app as main runs it.
+type running struct {
+	URL  string
+	stop func() (log string, err error)
+}
+
+// serve runs the app through run, as main does, with env and ADDR (a free
+// port of 127.0.0.1) as its whole environment, until the test ends or
+// stop, which returns what the app logged and what run returned.
+func serve(t *testing.T, env map[string]string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, printed := io.Pipe()
+	var log strings.Builder // written by slog under its lock, read once run returned
+	lookup := func(k string) (string, bool) {
+		if k == "ADDR" {
+			return "127.0.0.1:0", true
+		}
+		v, ok := env[k]
+		return v, ok
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, lookup, printed, slog.New(slog.NewTextHandler(&log, nil)))
+		printed.Close()
+	}()
+	stop := sync.OnceValues(func() (string, error) {
+		cancel()
+		err := <-done
+		return log.String(), err
+	})
+	t.Cleanup(func() { stop() })
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_, err := stop()
+		t.Fatalf("run printed nothing; it returned %v", err)
+	}
+	go io.Copy(io.Discard, stdout) // the shutdown message
+	address := regexp.MustCompile(`http://\S+`).FindString(lines.Text())
+	if address == "" {
+		t.Fatalf("no address in %q", lines.Text())
+	}
+	return &running{URL: address, stop: stop}
 }
