@@ -49,8 +49,9 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		}
 		a.pages[page] = t
 	}
+	options := []session.Option{session.WithLogger(logger), session.WithEvents(a.logSignIn)}
 	if !cfg.UsePostgres {
-		sessions, err := session.New(ctx, cfg, session.WithLogger(logger))
+		sessions, err := session.New(ctx, cfg, options...)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +80,7 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		logger.Warn("SESSION_SECRET is not set: signing cookies with a development secret kept in the database, so sign-ins survive restarts; production refuses to start without SESSION_SECRET (run `sessionctl secret`)")
 	}
 	if err == nil {
-		a.sessions, err = session.New(ctx, cfg, session.WithStore(store), session.WithLogger(logger))
+		a.sessions, err = session.New(ctx, cfg, append(options, session.WithStore(store))...)
 	}
 	if err != nil {
 		pool.Close()
@@ -90,6 +91,15 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		pool.Close()
 	}
 	return a, nil
+}
+
+// logSignIn logs each sign-in with the device it came from, as a "new
+// sign-in" notice to the user would say it. It names no user and no
+// address: the log keeps nothing personal.
+func (a *app) logSignIn(e session.Event) {
+	if e.Kind == "signed-in" {
+		a.logger.Info("new sign-in from " + deviceName(e.Session.UserAgent))
+	}
 }
 
 // openPool connects to cfg's database within timeout and returns the pool
@@ -165,15 +175,16 @@ func (a *app) Handler() http.Handler {
 	mux.HandleFunc("POST /signout-everywhere", a.signOutEverywhere)
 	mux.HandleFunc("GET /sessions", a.sessionsPage)
 	mux.HandleFunc("POST /sessions/revoke", a.revokeSession)
+	mux.HandleFunc("POST /sessions/revoke-others", a.revokeOthers)
 	return securityHeaders(http.NewCrossOriginProtection().Handler(a.sessions.Handler(mux)))
 }
 
-// securityHeaders keeps the pages out of frames and caches, and scripts out
-// entirely: the app has none.
+// securityHeaders keeps the pages out of frames and caches, and allows no
+// script but the app's own files (one: static/localtime.js).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
@@ -200,13 +211,31 @@ type page struct {
 	Form         appointmentForm
 
 	// The sessions page.
-	Sessions []session.Info
+	Devices []device
+}
+
+// device is one row of the sessions page: one of the user's sessions.
+type device struct {
+	Key       string // for RevokeSession
+	Name      string // "Firefox 128 on Windows"
+	UserAgent string // as the browser sent it, for the curious
+	IP        string
+	// LastActive is how long ago it was last used, "5 minutes ago",
+	// accurate to the library's touch interval (5 minutes by default).
+	LastActive string
+	SignedIn   time.Time
+	Current    bool
 }
 
 type appointmentForm struct{ Title, Date, Time string }
 
 var templateFuncs = template.FuncMap{
 	"when": func(t time.Time) string { return t.Format("Mon 2 Jan 2006, 15:04") },
+	// The server cannot know the viewer's time zone, so it writes a moment
+	// in UTC, saying so, beside the machine-readable time that
+	// static/localtime.js shows in the browser's own zone.
+	"utc":      func(t time.Time) string { return t.UTC().Format("Mon 2 Jan 2006, 15:04 UTC") },
+	"datetime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 }
 
 func (a *app) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
@@ -324,7 +353,7 @@ func (a *app) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	s := session.FromContext(r.Context())
 	// RevokeUser deleted this session too; Destroy makes the response
 	// clear its cookie.
-	if err := errors.Join(s.Destroy(), s.AddFlash(fmt.Sprintf("Signed out of %d session(s) on all your devices.", n))); err != nil {
+	if err := errors.Join(s.Destroy(), s.AddFlash(fmt.Sprintf("Signed out of %s on all your devices.", plural(n, "session")))); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -390,7 +419,29 @@ func (a *app) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.render(w, r, http.StatusOK, "sessions.html", page{Title: "Your sessions", User: u, Sessions: infos})
+	now := time.Now()
+	devices := make([]device, 0, len(infos))
+	for _, info := range infos {
+		d := device{
+			Key: info.Key, Name: deviceName(info.UserAgent), UserAgent: info.UserAgent, IP: info.IP,
+			LastActive: ago(now, info.LastSeen), SignedIn: info.Created, Current: info.Current,
+		}
+		if d.Current {
+			d.LastActive = "just now" // this request; LastSeen moves only every few minutes
+		}
+		devices = append(devices, d)
+	}
+	// This device first, then the others, newest sign-in first.
+	slices.SortStableFunc(devices, func(x, y device) int {
+		switch {
+		case x.Current == y.Current:
+			return 0
+		case x.Current:
+			return -1
+		}
+		return 1
+	})
+	a.render(w, r, http.StatusOK, "sessions.html", page{Title: "Your sessions", User: u, Devices: devices})
 }
 
 // revokeSession signs out one of the user's other sessions. The key comes
@@ -416,6 +467,24 @@ func (a *app) revokeSession(w http.ResponseWriter, r *http.Request) {
 		message = "Signed out that session."
 	}
 	if err := session.FromContext(r.Context()).AddFlash(message); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+}
+
+// revokeOthers signs out every session of the user but this one.
+func (a *app) revokeOthers(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.currentUser(w, r); !ok {
+		return
+	}
+	s := session.FromContext(r.Context())
+	n, err := s.RevokeOthers()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := s.AddFlash(fmt.Sprintf("Signed out of %s.", plural(n, "other session"))); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/smartscheduler/session"
@@ -29,7 +31,13 @@ type server struct {
 // stop, to restart it).
 func start(t *testing.T, cfg session.Config) *server {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startLogging(t, cfg, io.Discard)
+}
+
+// startLogging is start with the app's log written to log.
+func startLogging(t *testing.T, cfg session.Config, log io.Writer) *server {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(log, nil))
 	a, err := newApp(context.Background(), cfg, logger)
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
@@ -54,8 +62,9 @@ func postgresConfig(t *testing.T) session.Config {
 // browser is one user agent: its own cookie jar, and the Origin header a
 // browser sends with a form's POST.
 type browser struct {
-	t      *testing.T
-	client *http.Client
+	t         *testing.T
+	client    *http.Client
+	userAgent string // Go's own when empty
 }
 
 func newBrowser(t *testing.T) *browser {
@@ -84,6 +93,9 @@ func (b *browser) do(s *server, method, path string, form url.Values) (int, stri
 	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if b.userAgent != "" {
+		req.Header.Set("User-Agent", b.userAgent)
 	}
 	if method == http.MethodPost {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -162,8 +174,8 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	other.signIn(s, "ada", "lovelace")
 
 	_, _, body := phone.get(s, "/sessions")
-	if n := strings.Count(body, "<tr"); n != 3 { // a header row and two sessions
-		t.Errorf("sessions page shows %d rows, want the header and grace's 2 sessions:\n%s", n, body)
+	if n := strings.Count(body, `<li class="device`); n != 2 {
+		t.Errorf("sessions page shows %d sessions, want grace's 2:\n%s", n, body)
 	}
 	if n := strings.Count(body, "This device"); n != 1 {
 		t.Errorf("sessions page marks %d sessions as this device, want 1:\n%s", n, body)
@@ -173,7 +185,7 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	if status != http.StatusOK || path != "/signin" {
 		t.Fatalf("sign out everywhere ended at %s with %d", path, status)
 	}
-	mustContain(t, body, "Signed out of 2 session(s) on all your devices.")
+	mustContain(t, body, "Signed out of 2 sessions on all your devices.")
 	for name, b := range map[string]*browser{"laptop": laptop, "phone": phone} {
 		if _, path, _ := b.get(s, "/"); path != "/signin" {
 			t.Errorf("the %s is still signed in", name)
@@ -181,6 +193,66 @@ func TestSignOutOfAllDevices(t *testing.T) {
 	}
 	if _, path, _ := other.get(s, "/"); path != "/" {
 		t.Errorf("another user was signed out too")
+	}
+}
+
+// User agents of two devices, as their browsers send them.
+const (
+	firefoxOnWindows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+	safariOnIPhone   = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+func TestSessionsPageNamesDevices(t *testing.T) {
+	t.Parallel()
+	s := start(t, session.Config{})
+	laptop, phone := newBrowser(t), newBrowser(t)
+	laptop.userAgent, phone.userAgent = firefoxOnWindows, safariOnIPhone
+	laptop.signIn(s, "grace", "hopper")
+	phone.signIn(s, "grace", "hopper")
+
+	_, _, body := phone.get(s, "/sessions")
+	mustContain(t, body,
+		// This device first, then the laptop, each with its IP.
+		`<strong class="name" title="`+safariOnIPhone+`">Safari 17 on iOS</strong> <span class="badge">This device</span>`,
+		`<strong class="name" title="`+firefoxOnWindows+`">Firefox 128 on Windows</strong></span>`,
+		`<span class="ip">127.0.0.1</span>`, "active just now",
+		// Without JavaScript the sign-in time says it is in UTC.
+		" UTC</time>", "data-local", `<script src="/static/localtime.js" defer></script>`,
+		`action="/sessions/revoke-others"`, `action="/signout-everywhere"`)
+	if strings.Index(body, "Safari 17 on iOS") > strings.Index(body, "Firefox 128 on Windows") {
+		t.Errorf("this device is not listed first:\n%s", body)
+	}
+
+	status, path, body := phone.post(s, "/sessions/revoke-others", nil)
+	if status != http.StatusOK || path != "/sessions" {
+		t.Fatalf("sign out everywhere else ended at %s with %d", path, status)
+	}
+	mustContain(t, body, "Signed out of 1 other session.", "You are signed in on this device only.")
+	if n := strings.Count(body, `<li class="device`); n != 1 {
+		t.Errorf("after signing out everywhere else the page lists %d sessions, want 1:\n%s", n, body)
+	}
+	if _, path, _ := laptop.get(s, "/"); path != "/signin" {
+		t.Errorf("the laptop is still signed in")
+	}
+	if _, path, _ := phone.get(s, "/"); path != "/" {
+		t.Errorf("the phone was signed out too")
+	}
+}
+
+func TestSignInIsLogged(t *testing.T) {
+	t.Parallel()
+	var log strings.Builder
+	s := startLogging(t, session.Config{}, &log)
+	for _, ua := range []string{firefoxOnWindows, "curl/8.5.0"} {
+		b := newBrowser(t)
+		b.userAgent = ua
+		b.signIn(s, "ada", "lovelace")
+	}
+	s.stop() // tells the events already queued; the log is ours to read
+	signIns := regexp.MustCompile(`(?m)msg="?new sign-in.*$`).FindAllString(log.String(), -1)
+	want := []string{`msg="new sign-in from Firefox 128 on Windows"`, `msg="new sign-in from curl"`}
+	if !slices.Equal(signIns, want) {
+		t.Errorf("sign-ins logged as %q, want %q (nothing more: no user, no address)", signIns, want)
 	}
 }
 
@@ -313,23 +385,8 @@ func TestPasswordHashes(t *testing.T) {
 
 func TestRunServesUntilCanceled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, printed := io.Pipe()
-	env := map[string]string{"ADDR": "127.0.0.1:0"}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, printed, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		printed.Close()
-	}()
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		t.Fatalf("run printed nothing; it returned %v", <-done)
-	}
-	address := regexp.MustCompile(`http://\S+`).FindString(lines.Text())
-	if address == "" {
-		t.Fatalf("no address in %q", lines.Text())
-	}
-	resp, err := http.Get(address + "/signin")
+	app := serve(t, nil)
+	resp, err := http.Get(app.URL + "/signin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,12 +394,55 @@ func TestRunServesUntilCanceled(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /signin: %d", resp.StatusCode)
 	}
-	cancel()
-	go io.Copy(io.Discard, stdout) // the shutdown message
-	if err := <-done; err != nil {
+	if _, err := app.stop(); err != nil {
 		t.Errorf("run returned %v after cancel, want nil", err)
 	}
-	if _, err := http.Get(address + "/signin"); err == nil {
+	if _, err := http.Get(app.URL + "/signin"); err == nil {
 		t.Errorf("still serving after shutdown")
 	}
+}
+
+// running is the app as main runs it.
+type running struct {
+	URL  string
+	stop func() (log string, err error)
+}
+
+// serve runs the app through run, as main does, with env and ADDR (a free
+// port of 127.0.0.1) as its whole environment, until the test ends or
+// stop, which returns what the app logged and what run returned.
+func serve(t *testing.T, env map[string]string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, printed := io.Pipe()
+	var log strings.Builder // written by slog under its lock, read once run returned
+	lookup := func(k string) (string, bool) {
+		if k == "ADDR" {
+			return "127.0.0.1:0", true
+		}
+		v, ok := env[k]
+		return v, ok
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, lookup, printed, slog.New(slog.NewTextHandler(&log, nil)))
+		printed.Close()
+	}()
+	stop := sync.OnceValues(func() (string, error) {
+		cancel()
+		err := <-done
+		return log.String(), err
+	})
+	t.Cleanup(func() { stop() })
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_, err := stop()
+		t.Fatalf("run printed nothing; it returned %v", err)
+	}
+	go io.Copy(io.Discard, stdout) // the shutdown message
+	address := regexp.MustCompile(`http://\S+`).FindString(lines.Text())
+	if address == "" {
+		t.Fatalf("no address in %q", lines.Text())
+	}
+	return &running{URL: address, stop: stop}
 }

@@ -1,9 +1,14 @@
 // Command scheduler is the Smart Scheduler: a small appointment book you
 // sign in to, built on the session library. It shows what a real app does
 // with sessions: Renew and SetUser at sign-in, flash messages after each
-// action, sign-out, "sign out of all devices" (Manager.RevokeUser), and a
-// page listing the user's active sessions (Manager.UserSessions). Forms
-// are protected against CSRF by http.CrossOriginProtection.
+// action, sign-out, and a "Your sessions" page (Manager.UserSessions) that
+// names each session's browser and system, its IP address, when it was
+// last active and when it signed in (in the viewer's time zone), marks
+// "This device", and offers Sign out for each other session
+// (Manager.RevokeSession), "Sign out everywhere else"
+// (Session.RevokeOthers) and "Sign out everywhere" (Manager.RevokeUser).
+// A session.WithEvents hook logs each new sign-in's browser and system.
+// Forms are protected against CSRF by http.CrossOriginProtection.
 //
 // On the in-memory store, with nothing configured:
 //
@@ -15,9 +20,15 @@
 //
 // It reads the library's variables (NODE_ENV, USE_POSTGRES, DATABASE_URL,
 // SESSION_SECRET, SESSION_*) and listens on ADDR, or on PORT on every
-// interface, or by default on 127.0.0.1:8080. SIGINT or SIGTERM stops it
+// interface, or by default on 127.0.0.1:8080. Behind a reverse proxy, set
+// SESSION_TRUSTED_PROXIES to its address so that the sessions page shows
+// the client's IP rather than the proxy's; SESSION_MAX_PER_USER caps how
+// many sessions one user may have. SIGINT or SIGTERM stops it
 // gracefully: requests in flight finish, then the session manager closes.
 // The demo accounts are ada/lovelace and grace/hopper.
+//
+// Its tests include some in a real browser, headless chromium;
+// browser_test.go says how to run them.
 package main
 
 import (
