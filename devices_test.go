@@ -36,9 +36,12 @@ func devicesApp(m func() *session.Manager) http.Handler {
 			return
 		}
 		for _, info := range infos {
-			fmt.Fprintf(w, "%s|%s|%v|%d\n", info.UserAgent, info.IP, info.Current, info.LastSeen.Unix())
+			fmt.Fprintf(w, "%s|%s|%v|%d|%d\n", info.UserAgent, info.IP, info.Current, info.LastSeen.Unix(), info.Created.UnixMicro())
 		}
 	})
+	mux.Handle("/renew", handlerFunc(func(s *session.Session, r *http.Request) error {
+		return s.Renew()
+	}))
 	mux.Handle("/others", handlerFunc(func(s *session.Session, r *http.Request) error {
 		_, err := s.RevokeOthers()
 		return err
@@ -117,6 +120,34 @@ func TestDeviceDetails(t *testing.T) {
 	if got := getAs(t, c, proxied.URL+"/devices", "Proxied/1.0"); !strings.Contains(got, "|10.1.2.3|") {
 		t.Errorf("behind a trusted proxy the device is %q; want the nearest untrusted hop 10.1.2.3", got)
 	}
+}
+
+// TestRenewalKeepsTheSignIn: a renewal that is no sign-in (a privilege
+// change) moves the session to a new token but keeps when and from which
+// device the user signed in, which is what a devices page shows; only a
+// sign-in takes the time and device anew.
+func TestRenewalKeepsTheSignIn(t *testing.T) {
+	t.Parallel()
+	onEachStore(t, func(t *testing.T, start startFunc) {
+		var ts *testServer
+		ts, _ = start(devicesApp(func() *session.Manager { return ts.manager }))
+		c := ts.client(t)
+		getAs(t, c, ts.URL+"/login?user=ada", "Laptop/1.0")
+		signedIn := getAs(t, c, ts.URL+"/devices", "Laptop/1.0")
+		ts.clock.Advance(time.Hour)
+		getAs(t, c, ts.URL+"/renew", "Laptop/1.1", "X-Forwarded-For", "203.0.113.9")
+		renewed := getAs(t, c, ts.URL+"/devices", "Laptop/1.1")
+		field := func(rows string, i int) string { return strings.Split(strings.TrimSpace(rows), "|")[i] }
+		if field(renewed, 0) != "Laptop/1.0" || field(renewed, 4) != field(signedIn, 4) {
+			t.Errorf("after a renewal an hour later the device row is %q; want the sign-in's browser and time, as before: %q", renewed, signedIn)
+		}
+		ts.clock.Advance(time.Hour)
+		getAs(t, c, ts.URL+"/login?user=bob", "Laptop/2.0")
+		again := getAs(t, c, ts.URL+"/devices", "Laptop/2.0")
+		if field(again, 0) != "Laptop/2.0" || field(again, 4) == field(signedIn, 4) {
+			t.Errorf("after another sign-in the device row is %q; want the new browser and time", again)
+		}
+	})
 }
 
 // trusted parses a SESSION_TRUSTED_PROXIES value.

@@ -668,6 +668,9 @@ func (s *state) store(ctx context.Context) error {
 		// A renewal keeps the session's absolute deadline: renewing every so
 		// often must not keep a session alive for ever. Only a sign-in
 		// starts a new lifetime.
+		// It is the same sign-in on the same device, so it keeps the
+		// time and device of that sign-in too, which a "your devices"
+		// page shows.
 		fresh.Expiry = time.Time{}
 		s.withLifetime(&change, s.rec.Created)
 	}
@@ -680,6 +683,9 @@ func (s *state) store(ctx context.Context) error {
 	}
 	if idle > 0 {
 		fresh.IdleExpiry = fresh.Created.Add(idle)
+	}
+	if !signingIn {
+		fresh.Created, fresh.UserAgent, fresh.IP = s.rec.Created, s.rec.UserAgent, s.rec.IP
 	}
 	bounded, cancel := s.b.bound(ctx)
 	defer cancel()
