@@ -51,6 +51,11 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 // of r.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 	presented := m.codec.tokenFrom(r)
+	if presented.token == "" && m.expressCookie != nil {
+		// Only now, and only when the import is configured: everyone
+		// else's requests never parse another system's cookie.
+		presented.legacy = m.expressCookie.sid(r)
+	}
 	if presented.refused && m.logger.Enabled(r.Context(), slog.LevelDebug) {
 		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
 	}
@@ -111,8 +116,11 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 		if m.cookies.secure && !m.viaHTTPS(r) {
 			m.warnPlainHTTP(r)
 		}
-	default:
+	case !c.expireLegacy:
 		return nil
+	}
+	if c.expireLegacy {
+		h.Add("Set-Cookie", m.expressCookie.expired(c.legacyAt).String())
 	}
 	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 	return nil
