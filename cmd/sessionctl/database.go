@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/defaults"
+	"github.com/smartscheduler/session/internal/expressimport"
 	"github.com/smartscheduler/session/internal/redact"
 	"github.com/smartscheduler/session/migrations"
 )
@@ -111,6 +112,7 @@ type table struct {
 	pool  *pgxpool.Pool
 	name  migrations.Table
 	store *session.PostgresStore
+	cfg   session.Config
 }
 
 // openTable opens the session table for prune, stats and revoke. The
@@ -133,7 +135,7 @@ func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (
 		pool.Close()
 		return nil, errors.New(redact.Password(err.Error(), cfg.DatabaseURL))
 	}
-	return &table{pool: pool, name: name, store: store}, nil
+	return &table{pool: pool, name: name, store: store, cfg: cfg}, nil
 }
 
 // checkSchema inspects the session table without changing it.
@@ -220,6 +222,9 @@ can gate on it.`)
 		all := migrations.All()
 		fmt.Fprintf(stdout, "%s is up to date (migration %03d).\n", table, all[len(all)-1].Version)
 	}
+	if err := migrateExpress(ctx, pool, cfg, stdout); err != nil {
+		return fail(errors.New(redact.Password(err.Error(), cfg.DatabaseURL)))
+	}
 	return exitOK
 }
 
@@ -236,6 +241,14 @@ type migrationState struct {
 
 func migrationStatus(ctx context.Context, pool *pgxpool.Pool, table migrations.Table, asJSON bool, stdout, stderr io.Writer) int {
 	states, err := migrations.Status(ctx, pool, table)
+	if err == nil {
+		// "Pending: run sessionctl migrate" would be wrong advice for a
+		// table that is not this library's: migrate cannot fix it.
+		var schema migrations.Schema
+		if schema, err = migrations.Check(ctx, pool, table); err == nil && (schema.Express || schema.Foreign) {
+			err = schema.Err()
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sessionctl migrate: %v\n", err)
 		return exitFailed
@@ -332,6 +345,10 @@ table, so it is for operators and dashboards, not health checks.`)
 		if err != nil {
 			return err
 		}
+		express, err := expressStats(ctx, t)
+		if err != nil {
+			return err
+		}
 		if *asJSON {
 			writeJSON(stdout, struct {
 				Table        string    `json:"table"`
@@ -340,7 +357,10 @@ table, so it is for operators and dashboards, not health checks.`)
 				Expired      int64     `json:"expired"`
 				TableBytes   int64     `json:"table_bytes"`
 				DatabaseTime time.Time `json:"database_time"`
-			}{t.name.String(), st.live, st.withUser, st.expired, st.tableBytes, st.now})
+				// Express is the move from express-session, when
+				// SESSION_EXPRESS_TABLE is set.
+				Express *expressimport.Counts `json:"express,omitempty"`
+			}{t.name.String(), st.live, st.withUser, st.expired, st.tableBytes, st.now, express})
 			return nil
 		}
 		fmt.Fprintf(stdout, "table          %s\n", t.name)
@@ -348,6 +368,7 @@ table, so it is for operators and dashboards, not health checks.`)
 		fmt.Fprintf(stdout, "with a user    %d\n", st.withUser)
 		fmt.Fprintf(stdout, "expired rows   %d (deleted by the next prune)\n", st.expired)
 		fmt.Fprintf(stdout, "table size     %s\n", formatBytes(st.tableBytes))
+		printExpressStats(stdout, express)
 		return nil
 	})
 }
