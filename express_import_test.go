@@ -182,7 +182,7 @@ func startExpressApp(t *testing.T, e expressTables, cfg session.Config, handler 
 // expressSecret is the secret both the Node app and the Go app use in
 // these tests: the Node app's was as weak as this, hence a previous
 // secret in the production tests.
-const expressSecret = "keyboard cat, the Node app's secret"
+const expressSecret = "keyboard cat (the Node app's secret)"
 
 // get sends one request with cookieHeader as its whole Cookie header.
 func (a *expressApp) get(t *testing.T, path, cookieHeader string) (*http.Response, string) {
@@ -322,6 +322,13 @@ func TestExpressImportCostsOthersNothing(t *testing.T) {
 		{"connect.sid as cookie-parser JSON", "connect.sid=j%3A%7B%7D"},
 		{"connect.sid of 4 KB", "connect.sid=s%3A" + strings.Repeat("a", 4096) + ".x"},
 		{"a foreign session cookie too", "session=garbage; connect.sid=" + connectSID("sid-ada", "another secret")},
+		{"empty connect.sid", "connect.sid="},
+		{"prefix only", "connect.sid=s%3A"},
+		{"lone percent", "connect.sid=%"},
+		{"escapes of invalid UTF-8", "connect.sid=s%3A%C3%28." + strings.SplitN(valid, ".", 2)[1]},
+		{"8 KB of escapes", "connect.sid=" + strings.Repeat("%25", 8<<10/3)},
+		// Only the first four are tried, as for the session cookie.
+		{"the valid one fifth", strings.Repeat("connect.sid=x; ", 4) + "connect.sid=" + valid},
 	} {
 		resp, body := app.get(t, "/whoami", tt.cookie)
 		if resp.StatusCode != http.StatusOK || body != "" {
