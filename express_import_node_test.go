@@ -41,8 +41,9 @@ func startNode(t *testing.T, env map[string]string) *nodeSide {
 	return &nodeSide{app: nodetest.StartExpressApp(t, full), schema: schema}
 }
 
+// legacy is connect-pg-simple's table, quoted; config is the two tables as
+// SESSION_EXPRESS_TABLE and SESSION_TABLE name them.
 func (n *nodeSide) legacy() string           { return pgx.Identifier{n.schema, "session"}.Sanitize() }
-func (n *nodeSide) table() string            { return pgx.Identifier{n.schema, "go_session"}.Sanitize() }
 func (n *nodeSide) config() (string, string) { return n.schema + ".session", n.schema + ".go_session" }
 
 // login signs a new browser in on Node and returns it.

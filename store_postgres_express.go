@@ -321,7 +321,7 @@ func (im *expressImporter) importAll(ctx context.Context, opts expressimport.Imp
 	domains := map[string]bool{}
 	after := ""
 	for {
-		batch, cancel := context.WithTimeout(ctx, cmp.Or(opts.BatchTimeout, time.Minute))
+		batch, cancel := context.WithTimeout(ctx, opts.BatchTimeout)
 		b, err := im.importBatch(batch, after, limit, opts.DryRun)
 		cancel()
 		if err != nil {
@@ -345,7 +345,9 @@ func (im *expressImporter) importAll(ctx context.Context, opts expressimport.Imp
 			}
 		}
 	})
-	err := im.store.pool.QueryRow(ctx, im.statement.counts, im.zone).Scan(&result.Remaining, &result.Expired)
+	counting, cancel := context.WithTimeout(ctx, opts.BatchTimeout)
+	defer cancel()
+	err := im.store.pool.QueryRow(counting, im.statement.counts, im.zone).Scan(&result.Remaining, &result.Expired)
 	if err != nil {
 		return result, fmt.Errorf("session: counting what is left in %s: %w", im.legacy, classify(ctx, err))
 	}
@@ -480,7 +482,10 @@ func init() {
 		if opts.DryRun {
 			mode = ledgerOptional
 		}
-		im, err := openExpressTool(ctx, s, mode)
+		opts.BatchTimeout = cmp.Or(opts.BatchTimeout, time.Minute)
+		opening, cancel := context.WithTimeout(ctx, opts.BatchTimeout)
+		im, err := openExpressTool(opening, s, mode)
+		cancel()
 		if err != nil {
 			return expressimport.Result{}, err
 		}

@@ -81,8 +81,9 @@ counted. Stop every Node instance first (see docs/migrating-from-express.md).`)
 	}
 	return withExpress(ctx, "express import", env, flags, stderr, func(ctx context.Context, s expressimport.Settings, cfg session.Config) error {
 		// The import may take longer than --timeout, which bounds each
-		// batch instead.
-		result, err := expressimport.Import(context.WithoutCancel(ctx), s, expressimport.ImportOptions{Batch: *batch, BatchTimeout: *flags.timeout, DryRun: *dryRun})
+		// batch instead; an interrupt stops it between batches, each of
+		// which commits whole or not at all.
+		result, err := expressimport.Import(ctx, s, expressimport.ImportOptions{Batch: *batch, BatchTimeout: *flags.timeout, DryRun: *dryRun})
 		if err != nil {
 			return err
 		}
@@ -122,12 +123,15 @@ func runExpressPrune(ctx context.Context, args []string, env func(string) (strin
 	fs := newFlags("express prune", "[--env-file FILE]", `
 Deletes the expired rows of connect-pg-simple's table (SESSION_EXPRESS_TABLE),
 which nothing deletes once the Node app is gone, and prints how many. Live
-rows stay: "sessionctl express import" moves them.`)
+rows stay: "sessionctl express import" moves them. --timeout bounds the
+whole run: a table with millions of expired rows may need more.`)
 	flags := addDatabaseFlags(fs)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	return withExpress(ctx, "express prune", env, flags, stderr, func(ctx context.Context, s expressimport.Settings, cfg session.Config) error {
+		ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+		defer cancel()
 		n, err := expressimport.Prune(ctx, s, pruneBatch)
 		if err != nil {
 			return err

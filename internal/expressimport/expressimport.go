@@ -32,7 +32,8 @@ type Settings struct {
 type ImportOptions struct {
 	// Batch is how many sessions one transaction moves.
 	Batch int
-	// BatchTimeout bounds each batch.
+	// BatchTimeout bounds each batch, and the queries before and after
+	// them; 0 means a minute.
 	BatchTimeout time.Duration
 	// DryRun reads and counts, and changes nothing.
 	DryRun bool
