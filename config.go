@@ -133,9 +133,10 @@ type Config struct {
 
 	// ExpressCookieDomain is the Domain attribute the Node app set its
 	// cookie with, if it set one (SESSION_EXPRESS_COOKIE_DOMAIN): clearing
-	// the cookie takes the same Domain, or the browser keeps it. The
-	// default is the domain express-session recorded in the session, else
-	// none.
+	// the cookie takes the same Domain, or the browser keeps it. A session
+	// read from the Node table brings the domain express recorded in it;
+	// this is for the cookies of sessions the bulk import moved, or that
+	// are gone. The default is empty: no Domain.
 	ExpressCookieDomain string
 
 	// ExpressTimeZone is the PostgreSQL TimeZone of the Node app's database

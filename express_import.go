@@ -59,6 +59,11 @@ func (c Config) validateExpress(d Config, ownStore bool, bad func(variable, prob
 	}
 	if err := (&http.Cookie{Name: d.ExpressCookieName, Value: "x"}).Valid(); err != nil {
 		bad("SESSION_EXPRESS_COOKIE", fmt.Sprintf("is %q, not a valid cookie name", d.ExpressCookieName), "set it to express-session's name option, connect.sid unless the Node app chose another")
+	} else if d.ExpressCookieName == d.CookieName {
+		// One response sets the new cookie and clears express's: under one
+		// name the browser would keep whichever came last.
+		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, express-session's cookie name too; the library's cookie needs a name of its own while sessions move over", d.CookieName),
+			"unset SESSION_COOKIE_NAME, or choose another name")
 	}
 	if !c.UsePostgres && !ownStore {
 		bad("SESSION_EXPRESS_TABLE", "is set but USE_POSTGRES is not true; the sessions to import are in PostgreSQL, and go into this library's PostgreSQL table",

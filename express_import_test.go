@@ -539,6 +539,8 @@ func TestExpressImportConfiguration(t *testing.T) {
 		{"memory store", map[string]string{"SESSION_TABLE": "go_session", "SESSION_EXPRESS_TABLE": "session"}, []string{"SESSION_EXPRESS_TABLE"}},
 		{"bad names", map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "postgres://db/app", "SESSION_TABLE": "go_session",
 			"SESSION_EXPRESS_TABLE": "a.b.c", "SESSION_EXPRESS_COOKIE": "connect sid"}, []string{"SESSION_EXPRESS_COOKIE", "SESSION_EXPRESS_TABLE"}},
+		{"same cookie name", map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "postgres://db/app", "SESSION_TABLE": "go_session", "SESSION_EXPRESS_TABLE": "session",
+			"SESSION_COOKIE_NAME": "connect.sid"}, []string{"SESSION_COOKIE_NAME"}},
 		{"settings without the table", map[string]string{"SESSION_EXPRESS_COOKIE": "sid", "SESSION_EXPRESS_TIMEZONE": "Etc/UTC", "SESSION_EXPRESS_COOKIE_DOMAIN": "example.com"},
 			[]string{"SESSION_EXPRESS_COOKIE", "SESSION_EXPRESS_COOKIE_DOMAIN", "SESSION_EXPRESS_TIMEZONE"}},
 	}

@@ -45,9 +45,12 @@ func expressKey(sid string) string {
 	return storeKey("express-session:" + sid)
 }
 
-// expressLive is connect-pg-simple's own test for a live row, with expire
-// read in the Node connection's TimeZone ($2): see expressRowQuery.
-const expressLive = "expire AT TIME ZONE $2 >= now()"
+// expressLiveIn is connect-pg-simple's own test for a live row, with
+// expire read in the Node connection's TimeZone, the parameter zone: see
+// expressRowQuery.
+func expressLiveIn(zone string) string {
+	return "expire AT TIME ZONE " + zone + " >= now()"
+}
 
 // ledgerMode says what opening the import does about a missing ledger.
 type ledgerMode uint8
@@ -101,14 +104,15 @@ type expressStatements struct {
 
 func newExpressStatements(store migrations.Table, legacy migrations.Table, ledger, insert string) expressStatements {
 	t, l := store.String(), legacy.String()
+	live2, live1 := expressLiveIn("$2"), expressLiveIn("$1")
 	const moved = "(id, data, user_id, persistent, created_at, expires_at, idle_expires_at, last_seen)"
 	return expressStatements{
-		take: "DELETE FROM " + l + " WHERE sid = $1 AND " + expressLive + " RETURNING sess, expire AT TIME ZONE $2, now()",
+		take: "DELETE FROM " + l + " WHERE sid = $1 AND " + live2 + " RETURNING sess, expire AT TIME ZONE $2, now()",
 		adopt: "WITH ledger AS (INSERT INTO " + ledger + " (key, via) VALUES ($12, 'request') ON CONFLICT (key) DO UPDATE SET via = excluded.via, imported_at = excluded.imported_at)," +
 			" stale AS (DELETE FROM " + t + " WHERE id = $12) " + insert,
 		claimed: "SELECT EXISTS (SELECT 1 FROM " + ledger + " WHERE key = $1)",
-		batch:   "SELECT sid, sess, expire AT TIME ZONE $2, now() FROM " + l + " WHERE sid > $1 AND " + expressLive + " ORDER BY sid LIMIT $3 FOR UPDATE SKIP LOCKED",
-		peek:    "SELECT sid, sess, expire AT TIME ZONE $2, now() FROM " + l + " WHERE sid > $1 AND " + expressLive + " ORDER BY sid LIMIT $3",
+		batch:   "SELECT sid, sess, expire AT TIME ZONE $2, now() FROM " + l + " WHERE sid > $1 AND " + live2 + " ORDER BY sid LIMIT $3 FOR UPDATE SKIP LOCKED",
+		peek:    "SELECT sid, sess, expire AT TIME ZONE $2, now() FROM " + l + " WHERE sid > $1 AND " + live2 + " ORDER BY sid LIMIT $3",
 		move: "WITH gone AS (DELETE FROM " + l + " WHERE sid = ANY($1::text[]))," +
 			" ledger AS (INSERT INTO " + ledger + " (key, via) SELECT unnest($2::text[]), 'bulk' ON CONFLICT (key) DO UPDATE SET via = excluded.via, imported_at = excluded.imported_at)" +
 			" INSERT INTO " + t + " " + moved +
@@ -120,8 +124,8 @@ func newExpressStatements(store migrations.Table, legacy migrations.Table, ledge
 			" ON CONFLICT (id) DO UPDATE SET data = excluded.data, user_id = excluded.user_id, persistent = excluded.persistent," +
 			" created_at = excluded.created_at, expires_at = excluded.expires_at, idle_timeout = NULL," +
 			" idle_expires_at = excluded.idle_expires_at, last_seen = excluded.last_seen, user_agent = NULL, ip = NULL",
-		counts: "SELECT count(*) FILTER (WHERE expire AT TIME ZONE $1 >= now()), count(*) FILTER (WHERE expire AT TIME ZONE $1 < now()) FROM " + l,
-		prune:  "DELETE FROM " + l + " WHERE sid IN (SELECT sid FROM " + l + " WHERE expire AT TIME ZONE $1 < now() LIMIT $2 FOR UPDATE SKIP LOCKED)",
+		counts: "SELECT count(*) FILTER (WHERE " + live1 + "), count(*) FILTER (WHERE NOT " + live1 + ") FROM " + l,
+		prune:  "DELETE FROM " + l + " WHERE sid IN (SELECT sid FROM " + l + " WHERE NOT " + live1 + " LIMIT $2 FOR UPDATE SKIP LOCKED)",
 		ledgerCounts: "SELECT count(*) FILTER (WHERE l.via = 'request'), count(*) FILTER (WHERE l.via = 'bulk'), count(s.id) FILTER (WHERE l.via = 'bulk')" +
 			" FROM " + ledger + " l LEFT JOIN " + t + " s ON s.id = l.key AND " + live,
 	}
