@@ -414,7 +414,13 @@ func TestExpressImportRace(t *testing.T) {
 			if _, body := app.get(t, "/whoami", "session="+value); body != "ada" {
 				t.Errorf("round %d: the cookie set signs in as %q", round, body)
 			}
+			if logs := app.logs.String(); strings.Contains(logs, sid) || strings.Contains(logs, value) {
+				t.Errorf("round %d: the log shows the sid or the token:\n%s", round, logs)
+			}
 		}
+	}
+	if !strings.Contains(app.logs.String(), "another request took over") {
+		t.Errorf("the requests that lost the race logged nothing at debug level:\n%s", app.logs.String())
 	}
 }
 
