@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -54,16 +55,18 @@ func (n *nodeSide) login(t *testing.T, query string) *http.Client {
 		t.Fatal(err)
 	}
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	// express-session ends a response only once the session is saved:
+	// reading each to its end makes sure the row is written.
 	resp, err := c.Post(n.app.URL()+"/login?"+query, "", nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("Node /login?%s: %v, %v", query, resp, err)
+	if err != nil {
+		t.Fatal(err)
 	}
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	resp, err = c.Get(n.app.URL() + "/visit")
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("Node /visit: %v, %v", resp, err)
+		t.Fatalf("Node /login?%s: %s %s, %v", query, resp.Status, body, err)
 	}
-	resp.Body.Close()
+	fetchOK(t, c, n.app.URL()+"/visit")
 	return c
 }
 
@@ -146,16 +149,6 @@ func (g *goSide) stop() {
 	g.manager.Close()
 }
 
-// visit GETs path with the browser, failing unless it answers 200.
-func visit(t *testing.T, c *http.Client, url string) (*http.Response, string) {
-	t.Helper()
-	resp, body := fetch(t, c, url)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	return resp, body
-}
-
 func TestExpressNodeToGo(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, map[string]string{"SESSION_SECRET": expressSecret})
@@ -172,7 +165,7 @@ func TestExpressNodeToGo(t *testing.T) {
 		}
 	}
 
-	resp, body := visit(t, browser, g.URL+"/dump")
+	resp, body := fetchOK(t, browser, g.URL+"/dump")
 	var values map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(body), &values); err != nil {
 		t.Fatalf("/dump: %v in %s", err, body)
@@ -198,7 +191,7 @@ func TestExpressNodeToGo(t *testing.T) {
 	if n.rows(t, sid) != 0 {
 		t.Error("the Node row is still there")
 	}
-	if _, body := visit(t, browser, g.URL+"/whoami"); body != "ada" {
+	if _, body := fetchOK(t, browser, g.URL+"/whoami"); body != "ada" {
 		t.Errorf("whoami = %q, want ada", body)
 	}
 	infos, err := g.manager.UserSessions(t.Context(), "ada")
@@ -210,7 +203,7 @@ func TestExpressNodeToGo(t *testing.T) {
 	replay, _ := cookiejar.New(nil)
 	replay.SetCookies(u, []*http.Cookie{{Name: "connect.sid", Value: connectSIDValue, Path: "/"}})
 	attacker := &http.Client{Jar: replay}
-	if resp, body := visit(t, attacker, g.URL+"/visit"); body != "1" || setCookie(resp, "session") != nil {
+	if resp, body := fetchOK(t, attacker, g.URL+"/visit"); body != "1" || setCookie(resp, "session") != nil {
 		t.Errorf("replayed connect.sid: visit %q, cookies %v; want a count of nothing, no session", body, resp.Header["Set-Cookie"])
 	}
 	if infos, _ := g.manager.UserSessions(t.Context(), "ada"); len(infos) != 1 {
@@ -220,12 +213,12 @@ func TestExpressNodeToGo(t *testing.T) {
 	// A restart of the Go app: the native cookie still signs in.
 	g.stop()
 	g = startGo(t, n, session.Config{Secret: expressSecret}, "")
-	if _, body := visit(t, browser, g.URL+"/whoami"); body != "ada" {
+	if _, body := fetchOK(t, browser, g.URL+"/whoami"); body != "ada" {
 		t.Errorf("after a restart: whoami = %q, want ada", body)
 	}
 	// Signing out on Go is final: the Node cookie, replayed, finds nothing.
-	visit(t, browser, g.URL+"/destroy")
-	if _, body := visit(t, attacker, g.URL+"/whoami"); body != "" {
+	fetchOK(t, browser, g.URL+"/destroy")
+	if _, body := fetchOK(t, attacker, g.URL+"/whoami"); body != "" {
 		t.Errorf("after sign-out the connect.sid signs in as %q", body)
 	}
 }
@@ -240,7 +233,7 @@ func TestExpressNodeToGoEdgeCases(t *testing.T) {
 		before := time.Now()
 		browser := n.login(t, "user=grace&remember=0")
 		g := startGo(t, n, session.Config{Secret: expressSecret, ExpressTimeZone: "America/New_York"}, goTimeZone)
-		resp, body := visit(t, browser, g.URL+"/whoami")
+		resp, body := fetchOK(t, browser, g.URL+"/whoami")
 		native := setCookie(resp, "session")
 		if body != "grace" || native == nil || !native.Expires.IsZero() || native.MaxAge != 0 {
 			t.Fatalf("whoami %q, cookie %v; want grace on a browser-session cookie", body, native)
@@ -261,7 +254,7 @@ func TestExpressNodeToGoEdgeCases(t *testing.T) {
 		g := startGo(t, n, session.Config{Secret: expressSecret}, "")
 		sid := n.sid(t, browser)
 		pgtest.Exec(t, "UPDATE "+n.legacy()+" SET expire = now() - interval '1 minute' WHERE sid = $1", sid)
-		resp, body := visit(t, browser, g.URL+"/whoami")
+		resp, body := fetchOK(t, browser, g.URL+"/whoami")
 		if body != "" || setCookie(resp, "session") != nil {
 			t.Errorf("expired row: whoami %q, cookies %v; want nobody", body, resp.Header["Set-Cookie"])
 		}
@@ -272,10 +265,10 @@ func TestExpressNodeToGoEdgeCases(t *testing.T) {
 			t.Error("the expired row was taken: it is left for sessionctl express prune")
 		}
 		// Its user starts afresh, and may sign in.
-		if _, body := visit(t, browser, g.URL+"/login?user=ada"); body != "ok" {
+		if _, body := fetchOK(t, browser, g.URL+"/login?user=ada"); body != "ok" {
 			t.Errorf("login after an expired import: %q", body)
 		}
-		if _, body := visit(t, browser, g.URL+"/whoami"); body != "ada" {
+		if _, body := fetchOK(t, browser, g.URL+"/whoami"); body != "ada" {
 			t.Errorf("whoami after signing in again: %q", body)
 		}
 	})
@@ -284,7 +277,7 @@ func TestExpressNodeToGoEdgeCases(t *testing.T) {
 		n := startNode(t, map[string]string{"SESSION_SECRET": "the old secret"})
 		browser := n.login(t, "user=42&numeric=1&remember=1")
 		g := startGo(t, n, session.Config{Secret: expressSecret, PreviousSecrets: []string{"the old secret"}}, "")
-		if _, body := visit(t, browser, g.URL+"/whoami"); body != "42" {
+		if _, body := fetchOK(t, browser, g.URL+"/whoami"); body != "42" {
 			t.Errorf("whoami = %q, want the numeric user 42", body)
 		}
 	})
@@ -297,7 +290,7 @@ func TestExpressNodeToGoEdgeCases(t *testing.T) {
 		pgtest.Exec(t, "UPDATE "+n.legacy()+` SET sess = '{"cookie":{"expires":' WHERE sid = $1`, sid)
 		g := startGo(t, n, session.Config{Secret: expressSecret}, "")
 		for range 2 {
-			resp, body := visit(t, browser, g.URL+"/whoami")
+			resp, body := fetchOK(t, browser, g.URL+"/whoami")
 			if body != "" || setCookie(resp, "session") != nil {
 				t.Errorf("unreadable row: whoami %q, cookies %v; want no session", body, resp.Header["Set-Cookie"])
 			}

@@ -3,11 +3,7 @@ package session_test
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/smartscheduler/session"
+	"github.com/smartscheduler/session/internal/nodetest"
 	"github.com/smartscheduler/session/internal/pgtest"
 )
 
@@ -87,17 +84,6 @@ func expressSess(user string, expires time.Time) string {
 		expires.UTC().Format("2006-01-02T15:04:05.000Z"), user, user)
 }
 
-// connectSID is the connect.sid value express-session sets for sid under
-// secret: "s:" + sid + "." + unpadded base64 HMAC-SHA256, URL-encoded as
-// encodeURIComponent encodes it. Written here from cookie-signature's
-// definition, apart from the library's code.
-func connectSID(sid, secret string) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(sid))
-	signed := "s:" + sid + "." + strings.TrimRight(base64.StdEncoding.EncodeToString(mac.Sum(nil)), "=")
-	return strings.NewReplacer(":", "%3A", "/", "%2F", "+", "%2B", "=", "%3D").Replace(signed)
-}
-
 // sqlLog is a pgx tracer that keeps every statement sent, to show which
 // tables a request touched.
 type sqlLog struct {
@@ -138,8 +124,7 @@ func (b bothTracers) TraceQueryEnd(ctx context.Context, c *pgx.Conn, data pgx.Tr
 
 // expressApp is an app instance with the import configured on e.
 type expressApp struct {
-	*httptest.Server
-	manager *session.Manager
+	*testServer
 	counter *statementCounter
 	log     *sqlLog
 	logs    *syncBuffer
@@ -171,9 +156,9 @@ func startExpressApp(t *testing.T, e expressTables, cfg session.Config, handler 
 		t.Fatalf("session.New: %v", err)
 	}
 	t.Cleanup(m.Close)
-	app.manager = m
-	app.Server = httptest.NewServer(m.Handler(handler))
-	t.Cleanup(app.Close)
+	srv := httptest.NewServer(m.Handler(handler))
+	t.Cleanup(srv.Close)
+	app.testServer = &testServer{Server: srv, manager: m}
 	*app.counter = statementCounter{}
 	app.log.take()
 	return app
@@ -187,20 +172,7 @@ const expressSecret = "keyboard cat (the Node app's secret)"
 // get sends one request with cookieHeader as its whole Cookie header.
 func (a *expressApp) get(t *testing.T, path, cookieHeader string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", a.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cookieHeader != "" {
-		req.Header.Set("Cookie", cookieHeader)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return rawCookieGet(t, a.testServer, path, cookieHeader)
 }
 
 // legacyCleared reports whether resp expires connect.sid.
@@ -216,7 +188,7 @@ func TestExpressImportOnFirstRequest(t *testing.T) {
 	expires := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Millisecond)
 	e.insert(t, "sid-ada", expressSess("ada", expires), expires)
 
-	resp, body := app.get(t, "/dump", "connect.sid="+connectSID("sid-ada", expressSecret))
+	resp, body := app.get(t, "/dump", "connect.sid="+nodetest.ConnectSID("sid-ada", expressSecret))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
@@ -257,7 +229,7 @@ func TestExpressImportOnFirstRequest(t *testing.T) {
 	if _, body := app.get(t, "/whoami", "session="+native.Value); body != "ada" {
 		t.Errorf("with the native cookie: whoami = %q, want ada", body)
 	}
-	resp, body = app.get(t, "/whoami", "connect.sid="+connectSID("sid-ada", expressSecret))
+	resp, body = app.get(t, "/whoami", "connect.sid="+nodetest.ConnectSID("sid-ada", expressSecret))
 	if body != "" || setCookie(resp, "session") != nil {
 		t.Errorf("replayed connect.sid: whoami = %q, cookies %v; want nobody and no session", body, resp.Header["Set-Cookie"])
 	}
@@ -282,7 +254,7 @@ func TestExpressImportDeadlines(t *testing.T) {
 	for i, tt := range tests {
 		sid := fmt.Sprintf("sid-%d", i)
 		e.insert(t, sid, tt.sess, tt.expire)
-		resp, body := app.get(t, "/whoami", "connect.sid="+connectSID(sid, expressSecret))
+		resp, body := app.get(t, "/whoami", "connect.sid="+nodetest.ConnectSID(sid, expressSecret))
 		native := setCookie(resp, "session")
 		if body != "ada" || native == nil {
 			t.Errorf("%s: whoami = %q, cookie %v", tt.name, body, native)
@@ -310,18 +282,18 @@ func TestExpressImportCostsOthersNothing(t *testing.T) {
 	e := newExpressTables(t)
 	expires := time.Now().Add(time.Hour)
 	e.insert(t, "sid-ada", expressSess("ada", expires), expires)
-	valid := connectSID("sid-ada", expressSecret)
+	valid := nodetest.ConnectSID("sid-ada", expressSecret)
 	app := startExpressApp(t, e, session.Config{}, appHandler())
 
 	for _, tt := range []struct{ name, cookie string }{
 		{"no cookie", ""},
-		{"connect.sid signed with another secret", "connect.sid=" + connectSID("sid-ada", "another secret")},
+		{"connect.sid signed with another secret", "connect.sid=" + nodetest.ConnectSID("sid-ada", "another secret")},
 		{"connect.sid of another sid's signature", "connect.sid=" + strings.Replace(valid, "sid-ada", "sid-bob", 1)},
 		{"connect.sid unsigned", "connect.sid=sid-ada"},
 		{"connect.sid truncated", "connect.sid=" + valid[:len(valid)-3]},
 		{"connect.sid as cookie-parser JSON", "connect.sid=j%3A%7B%7D"},
 		{"connect.sid of 4 KB", "connect.sid=s%3A" + strings.Repeat("a", 4096) + ".x"},
-		{"a foreign session cookie too", "session=garbage; connect.sid=" + connectSID("sid-ada", "another secret")},
+		{"a foreign session cookie too", "session=garbage; connect.sid=" + nodetest.ConnectSID("sid-ada", "another secret")},
 		{"empty connect.sid", "connect.sid="},
 		{"prefix only", "connect.sid=s%3A"},
 		{"lone percent", "connect.sid=%"},
@@ -391,7 +363,7 @@ func TestExpressImportRace(t *testing.T) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				resp, body := app.get(t, "/visit", "connect.sid="+connectSID(sid, expressSecret))
+				resp, body := app.get(t, "/visit", "connect.sid="+nodetest.ConnectSID(sid, expressSecret))
 				if resp.StatusCode != http.StatusOK {
 					t.Errorf("status %d: %s", resp.StatusCode, body)
 				}
@@ -435,7 +407,7 @@ func TestExpressImportWithoutRead(t *testing.T) {
 	e.insert(t, "sid-write", expressSess("ada", expires), expires)
 	e.insert(t, "sid-out", expressSess("grace", expires), expires)
 
-	resp, _ := app.get(t, "/set?color=teal", "connect.sid="+connectSID("sid-write", expressSecret))
+	resp, _ := app.get(t, "/set?color=teal", "connect.sid="+nodetest.ConnectSID("sid-write", expressSecret))
 	native := setCookie(resp, "session")
 	if native == nil || !legacyCleared(resp) {
 		t.Fatalf("a write-only request: cookies %v", resp.Header["Set-Cookie"])
@@ -444,11 +416,11 @@ func TestExpressImportWithoutRead(t *testing.T) {
 		t.Errorf("after a write-only request the session holds %s; want the express values and color", body)
 	}
 
-	resp, _ = app.get(t, "/destroy", "connect.sid="+connectSID("sid-out", expressSecret))
+	resp, _ = app.get(t, "/destroy", "connect.sid="+nodetest.ConnectSID("sid-out", expressSecret))
 	if setCookie(resp, "session") != nil || !legacyCleared(resp) {
 		t.Errorf("sign-out: cookies %v; want connect.sid cleared and no session", resp.Header["Set-Cookie"])
 	}
-	if _, body := app.get(t, "/whoami", "connect.sid="+connectSID("sid-out", expressSecret)); body != "" {
+	if _, body := app.get(t, "/whoami", "connect.sid="+nodetest.ConnectSID("sid-out", expressSecret)); body != "" {
 		t.Errorf("after sign-out the connect.sid signs in as %q", body)
 	}
 	if infos, _ := app.manager.UserSessions(t.Context(), "grace"); len(infos) != 0 {
@@ -466,7 +438,7 @@ func TestExpressImportUnreadableRow(t *testing.T) {
 	e.insert(t, "sid-user", `{"passport":{"user":{"id":1}}}`, expires)
 	e.insert(t, "sid-nul", `{"passport":{"user":"ada"},"note":"a\u0000b"}`, expires)
 	for _, sid := range []string{"sid-null", "sid-user", "sid-nul"} {
-		resp, body := app.get(t, "/visit", "connect.sid="+connectSID(sid, expressSecret))
+		resp, body := app.get(t, "/visit", "connect.sid="+nodetest.ConnectSID(sid, expressSecret))
 		if resp.StatusCode != http.StatusOK || body != "1" {
 			t.Errorf("%s: status %d, visit %q; want 200 and a new session's first visit", sid, resp.StatusCode, body)
 		}
@@ -482,7 +454,7 @@ func TestExpressImportUnreadableRow(t *testing.T) {
 		t.Errorf("%d warnings for 3 unreadable rows:\n%s", got, logs)
 	}
 	for _, sid := range []string{"sid-null", "sid-user", "sid-nul"} {
-		if strings.Contains(logs, sid) || strings.Contains(logs, url.QueryEscape(connectSID(sid, expressSecret))) {
+		if strings.Contains(logs, sid) || strings.Contains(logs, url.QueryEscape(nodetest.ConnectSID(sid, expressSecret))) {
 			t.Errorf("the log shows %s:\n%s", sid, logs)
 		}
 	}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -149,14 +146,6 @@ func call(t *testing.T, c *http.Client, url string) (string, *http.Response) {
 	return string(body), resp
 }
 
-// signedConnectSID is the connect.sid express-session sets for sid.
-func signedConnectSID(sid, secret string) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(sid))
-	signed := "s:" + sid + "." + strings.TrimRight(base64.StdEncoding.EncodeToString(mac.Sum(nil)), "=")
-	return strings.NewReplacer(":", "%3A", "/", "%2F", "+", "%2B").Replace(signed)
-}
-
 func importResult(t *testing.T, env map[string]string, args ...string) (result struct {
 	DryRun bool `json:"dry_run"`
 	expressimport.Result
@@ -192,10 +181,16 @@ func TestExpressBulkImport(t *testing.T) {
 		jar, _ := cookiejar.New(nil)
 		c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 		resp, err := c.Post(node.URL()+"/login?"+login, "", nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("Node /login?%s: %v %v", login, resp, err)
+		if err != nil {
+			t.Fatal(err)
 		}
+		// Read to the end: express-session ends the response once the
+		// session is saved.
+		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("Node /login?%s: %s %s, %v", login, resp.Status, body, err)
+		}
 		browsers[strings.TrimPrefix(strings.Split(login, "&")[0], "user=")] = c
 	}
 	// Many more users, as connect-pg-simple left them, and expired rows.
@@ -242,7 +237,7 @@ func TestExpressBulkImport(t *testing.T) {
 		sid := fmt.Sprintf("sid-%03d", i)
 		wg.Go(func() {
 			req, _ := http.NewRequest("GET", app.URL+"/whoami", nil)
-			req.Header.Set("Cookie", "connect.sid="+signedConnectSID(sid, nodeSecret))
+			req.Header.Set("Cookie", "connect.sid="+nodetest.ConnectSID(sid, nodeSecret))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)
@@ -280,7 +275,7 @@ func TestExpressBulkImport(t *testing.T) {
 	// connect.sid now finds its bulk-moved session.
 	for i := range many {
 		sid := fmt.Sprintf("sid-%03d", i)
-		cookie := "connect.sid=" + signedConnectSID(sid, nodeSecret)
+		cookie := "connect.sid=" + nodetest.ConnectSID(sid, nodeSecret)
 		if v, ok := got.Load(sid); ok {
 			cookie = "session=" + v.(string)
 		}
