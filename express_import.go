@@ -185,11 +185,11 @@ func resolveExpressTable(ctx context.Context, db migrations.DB, name string, own
 	if err != nil {
 		return t, fmt.Errorf("session: SESSION_EXPRESS_TABLE: %w", err)
 	}
-	sc, err := migrations.Check(ctx, db, t)
-	if err != nil {
-		return t, fmt.Errorf("session: SESSION_EXPRESS_TABLE: %w", classify(ctx, err))
-	}
 	t, err = t.Resolve(ctx, db)
+	var sc migrations.Schema
+	if err == nil {
+		sc, err = migrations.Check(ctx, db, t)
+	}
 	switch {
 	case err != nil:
 		return t, fmt.Errorf("session: SESSION_EXPRESS_TABLE: %w", classify(ctx, err))
