@@ -175,6 +175,40 @@ type Config struct {
 	// session, absolute or idle (SESSION_MAX_LIFETIME): "remember me for 90
 	// days" needs it raised on purpose. The default is Lifetime.
 	MaxLifetime time.Duration
+
+	// Moving from express-session and connect-pg-simple without signing
+	// anyone out (express_import.go, docs/migrating-from-express.md). All
+	// unset: nothing of it runs.
+
+	// ExpressTable is connect-pg-simple's session table, "table" or
+	// "schema.table" (SESSION_EXPRESS_TABLE). When set, a request without
+	// a session cookie of this library but with express-session's cookie,
+	// signed with Secret or one of PreviousSecrets, takes its session over
+	// from that table, and the bulk import (sessionctl express import)
+	// moves the rest. It needs the PostgreSQL store, and a Table of its
+	// own. The default is empty: no import.
+	ExpressTable string
+
+	// ExpressCookieName is express-session's cookie name
+	// (SESSION_EXPRESS_COOKIE). The default is "connect.sid".
+	ExpressCookieName string
+
+	// ExpressCookieDomain is the Domain attribute the Node app set its
+	// cookie with, if it set one (SESSION_EXPRESS_COOKIE_DOMAIN): clearing
+	// the cookie takes the same Domain, or the browser keeps it. A session
+	// read from the Node table brings the domain express recorded in it;
+	// this is for the cookies of sessions the bulk import moved, or that
+	// are gone. The default is empty: no Domain.
+	ExpressCookieDomain string
+
+	// ExpressTimeZone is the PostgreSQL TimeZone of the Node app's database
+	// connection (SESSION_EXPRESS_TIMEZONE), such as "Etc/UTC":
+	// connect-pg-simple's expire column is wall-clock time in that zone.
+	// The default is the TimeZone of this library's own connection, which
+	// is the Node app's when both connect as the same role to the same
+	// database and neither PGTZ nor an options= parameter sets a zone for
+	// this one (node-postgres reads neither); sessionctl check shows both.
+	ExpressTimeZone string
 }
 
 // Defaults for Config fields left at their zero value; each field's
@@ -225,6 +259,7 @@ func (c Config) withDefaults() Config {
 	if c.TokenHeader == "" {
 		c.TokenHeader = "Authorization"
 	}
+	c.expressDefaults()
 	return c
 }
 
@@ -357,6 +392,7 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 			c.TrustedProxies = append(c.TrustedProxies, prefix)
 		}
 	}
+	c.readExpress(get)
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
@@ -671,6 +707,7 @@ func (c Config) validate(ownStore bool) error {
 	if c.Lifetime < 0 || c.IdleTimeout < 0 || c.TouchInterval < 0 || c.StoreTimeout < 0 || c.PruneInterval < 0 {
 		bad("SESSION_* durations", "include a negative value", "use positive durations")
 	}
+	c.validateExpress(d, ownStore, bad)
 	return errors.Join(problems...)
 }
 

@@ -24,6 +24,9 @@ type Manager struct {
 	errorHandler func(http.ResponseWriter, *http.Request, error)
 	foreign      foreignCookies
 	plainHTTP    sync.Map // hosts warned of a Secure cookie sent over plain HTTP
+	// expressCookie reads and clears express-session's cookie; nil unless
+	// Config.ExpressTable is set (see express_import.go).
+	expressCookie *expressCookie
 
 	stopPruning context.CancelFunc
 	pruning     sync.WaitGroup
@@ -92,6 +95,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		if err := m.openStore(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := m.setUpExpressImport(ctx); err != nil {
+		if m.closeStore != nil {
+			m.closeStore()
+		}
+		return nil, err
 	}
 	m.users, _ = m.store.(UserIndex)
 	pruner, _ := m.store.(Pruner)

@@ -52,6 +52,11 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 // of r.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 	presented := m.credential(r)
+	if presented.token == "" && m.expressCookie != nil {
+		// Only now, and only when the import is configured: everyone
+		// else's requests never parse another system's cookie.
+		presented.legacy = m.expressCookie.sid(r)
+	}
 	if presented.refusal != "" && m.logger.Enabled(r.Context(), slog.LevelDebug) {
 		m.logger.DebugContext(r.Context(), "session: ignoring a cookie that does not verify; starting a new session")
 	}
@@ -126,7 +131,13 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 		h.Add("Vary", m.cfg.TokenHeader)
 	}
 	c := st.outcome()
+	if c.expireLegacy {
+		h.Add("Set-Cookie", m.expressCookie.expired(c.legacyAt).String())
+	}
 	if !c.expire && !c.send {
+		if c.expireLegacy {
+			h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+		}
 		return nil
 	}
 	// Answer in the channel the request used; a new session in every one
@@ -150,6 +161,8 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 				m.warnPlainHTTP(r)
 			}
 		}
+	}
+	if cookie || c.expireLegacy {
 		h.Add("Cache-Control", `no-cache="Set-Cookie"`)
 	}
 	if header {

@@ -61,10 +61,25 @@ type backend struct {
 // system's cookie and no native one.
 type importer interface {
 	// adopt moves the session legacy names into the store under key, as
-	// fresh describes a new session, in one atomic step that removes it
-	// from where it was, and returns the stored record (LoadedAt set), or
-	// nil when there is no live session to move.
-	adopt(ctx context.Context, legacy, key string, fresh *Record) (*Record, error)
+	// fresh describes a new session (its lifetime and idle window, in the
+	// Manager's clock), in one atomic step that removes it from where it
+	// was, and reports what it found.
+	adopt(ctx context.Context, legacy, key string, fresh *Record) (imported, error)
+}
+
+// imported is what an importer found for a legacy session.
+type imported struct {
+	// rec is the stored record (LoadedAt set), or nil when there was no
+	// live session to move.
+	rec *Record
+	// taken reports, with no rec, that the session was moved before: by a
+	// concurrent request a moment ago, or earlier and ended since. The
+	// request then starts no session of its own: its cookie would replace,
+	// in the browser, the one the other request's response carries for
+	// the moved session, and sign the user out.
+	taken bool
+	// at is where the legacy cookie was set, as far as the importer learnt.
+	at legacyCookie
 }
 
 // bound limits one store call to Config.StoreTimeout. A context whose own
@@ -169,6 +184,10 @@ type state struct {
 		deadline   time.Time
 		persistent bool
 	}
+	// legacy is what the import of the presented legacy cookie found (its
+	// rec aside), once it ran: a pointer, so that the requests of everyone
+	// else carry no more than that.
+	legacy *imported
 }
 
 // device is what a session records of the client that created or renewed
@@ -290,11 +309,14 @@ func (s *state) importLegacy(ctx context.Context) error {
 	key := storeKey(token)
 	ctx, cancel := s.b.bound(ctx)
 	defer cancel()
-	rec, err := s.b.importer.adopt(ctx, s.presented.legacy, key, s.b.newRecord(s.storeNow()))
-	switch {
-	case err != nil:
+	found, err := s.b.importer.adopt(ctx, s.presented.legacy, key, s.b.newRecord(s.storeNow()))
+	if err != nil {
 		return s.fail(fmt.Errorf("session: importing a legacy session: %w", err))
-	case rec == nil:
+	}
+	rec := found.rec
+	found.rec = nil
+	s.legacy = &found
+	if rec == nil {
 		s.becomeAbsent()
 		return nil
 	}
@@ -466,6 +488,15 @@ func (s *state) destroy(ctx context.Context) error {
 		s.unsaved = s.err
 		return s.err
 	}
+	if s.key == "" {
+		// A legacy cookie's session is imported first, so that signing
+		// out ends it for good rather than leaving it to be imported by
+		// the next request that presents the cookie.
+		if err := s.read(ctx); err != nil {
+			s.unsaved = err
+			return err
+		}
+	}
 	for _, key := range []string{s.key, s.unreadable} {
 		if key == "" {
 			continue
@@ -582,7 +613,11 @@ func (s *state) save(ctx context.Context) error {
 		if s.key != "" {
 			return s.apply(ctx)
 		}
-		s.becomeAbsent()
+		// No stored session, unless a legacy cookie brings one: the
+		// changes then apply to it, as they would to a native session.
+		if err := s.read(ctx); err != nil {
+			return err
+		}
 	}
 	if s.rec == nil || s.renew {
 		if !s.dirty() {
@@ -654,6 +689,10 @@ func (s *state) touchIfDue(ctx context.Context) error {
 // logout nor a write by another request meanwhile is undone.
 func (s *state) store(ctx context.Context) error {
 	if s.rec == nil {
+		if s.legacy != nil && s.legacy.taken {
+			s.b.logger.DebugContext(ctx, "session: not starting a session on a request whose legacy cookie's session another request took over; its changes are not saved")
+			return nil
+		}
 		return s.insert(ctx, nil)
 	}
 	token := newToken()
@@ -793,22 +832,27 @@ type cookie struct {
 	send       bool      // set the cookie: new token, re-signed, or moved deadline
 	expire     bool      // expire the presented cookie: its session ended
 	// expireLegacy expires the legacy cookie the request presented: its
-	// session was imported, or is gone.
+	// session was imported, or is gone. legacyAt is where it was set.
 	expireLegacy bool
+	legacyAt     legacyCookie
 }
 
 // outcome derives the cookie from the state after the save.
 func (s *state) outcome() cookie {
 	legacy := s.presented.legacy != "" && s.b.importer != nil
+	var legacyAt legacyCookie
+	if s.legacy != nil {
+		legacyAt = s.legacy.at
+	}
 	if s.token == "" {
 		// The presented cookie's session ended, or the cookie did not
 		// verify at all: either way the browser should stop sending it.
-		return cookie{expire: s.presented.token != "" || s.presented.refusal != "", expireLegacy: legacy}
+		return cookie{expire: s.presented.token != "" || s.presented.refusal != "", expireLegacy: legacy, legacyAt: legacyAt}
 	}
 	if s.rec == nil {
 		return cookie{}
 	}
-	c := cookie{token: s.token, persistent: s.rec.Persistent, deadline: s.rec.deadline().Add(-s.offset), expireLegacy: legacy}
+	c := cookie{token: s.token, persistent: s.rec.Persistent, deadline: s.rec.deadline().Add(-s.offset), expireLegacy: legacy, legacyAt: legacyAt}
 	switch {
 	case s.token != s.presented.token, s.presented.rotated:
 		c.send = true

@@ -247,16 +247,25 @@ func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
 // Insert implements Store with a plain INSERT: an existing key, live or
 // expired, is a unique violation, which is ErrConflict.
 func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) error {
-	data, err := encodeValues(rec.Values)
+	args, err := insertArgs(key, rec)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, s.statement.insert, key, data, nullString(rec.UserID), rec.Persistent, rec.Created, rec.Expiry,
-		nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), nullTime(rec.LastSeen), nullString(rec.UserAgent), nullString(rec.IP))
-	if err != nil {
+	if _, err = s.pool.Exec(ctx, s.statement.insert, args...); err != nil {
 		return s.fail(ctx, "insert", err)
 	}
 	return nil
+}
+
+// insertArgs returns the parameters of the insert statement for rec under
+// key.
+func insertArgs(key string, rec *Record) ([]any, error) {
+	data, err := encodeValues(rec.Values)
+	if err != nil {
+		return nil, err
+	}
+	return []any{key, data, nullString(rec.UserID), rec.Persistent, rec.Created, rec.Expiry,
+		nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), nullTime(rec.LastSeen), nullString(rec.UserAgent), nullString(rec.IP)}, nil
 }
 
 // Apply implements Store in one UPDATE; one that changes nothing but the

@@ -19,6 +19,20 @@ type Schema struct {
 	Applied int
 	// Latest is the highest migration this version of the library has.
 	Latest int
+	// Express reports that the table has connect-pg-simple's layout (sid,
+	// sess, expire): express-session's sessions, which the library can
+	// import (SESSION_EXPRESS_TABLE) but never use as its own table.
+	Express bool
+	// Foreign reports a table that holds neither this library's id nor its
+	// data column: another application's (Express included).
+	Foreign bool
+	// Columns lists the table's columns as "name type", in table order, so
+	// that a message about a table of the wrong kind can say what it found.
+	Columns []string
+
+	// configured is the table as the operator named it (SESSION_TABLE's
+	// text), for a message that suggests a setting.
+	configured string
 }
 
 // columns is the schema the session store's queries rely on once every
@@ -43,17 +57,22 @@ var columns = []struct{ name, typ string }{
 // created by hand from the migrations' SQL, with no migrations table,
 // passes if its columns are right.
 func Check(ctx context.Context, db DB, t Table) (Schema, error) {
+	configured := t.Name
+	if t.Schema != "" {
+		configured = t.Schema + "." + t.Name
+	}
 	t, err := t.Resolve(ctx, db)
 	if err != nil {
 		return Schema{}, err
 	}
-	sc := Schema{Table: t.String(), Latest: all[len(all)-1].Version}
+	sc := Schema{Table: t.String(), Latest: all[len(all)-1].Version, configured: configured}
 	rows, err := db.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, t.String())
+FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.String())
 	if err != nil {
 		return sc, fmt.Errorf("inspect %s: %w", t, err)
 	}
 	found := map[string]string{}
+	var order []string
 	for rows.Next() {
 		var name, typ string
 		if err := rows.Scan(&name, &typ); err != nil {
@@ -61,6 +80,7 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 			return sc, fmt.Errorf("inspect %s: %w", t, err)
 		}
 		found[name] = typ
+		order = append(order, name+" "+typ)
 	}
 	if err := rows.Err(); err != nil {
 		return sc, fmt.Errorf("inspect %s: %w", t, err)
@@ -69,6 +89,11 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 	if !sc.Exists {
 		return sc, nil
 	}
+	sc.Columns = order
+	sc.Express = isExpress(found)
+	_, id := found["id"]
+	_, data := found["data"]
+	sc.Foreign = !id || !data
 	for _, c := range columns {
 		switch typ, ok := found[c.name]; {
 		case !ok:
@@ -89,12 +114,32 @@ FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT 
 	return sc, nil
 }
 
+// isExpress reports whether columns (name to type) are connect-pg-simple's:
+// its table.sql makes sid varchar, sess json and expire timestamp(6), and
+// hand-made variants use text, jsonb or a time zone.
+func isExpress(columns map[string]string) bool {
+	sid, sess, expire := columns["sid"], columns["sess"], columns["expire"]
+	return (sid == "text" || strings.HasPrefix(sid, "character varying")) &&
+		(sess == "json" || sess == "jsonb" || sess == "text") &&
+		strings.HasPrefix(expire, "timestamp")
+}
+
 // Err returns nil if the schema is ready for the store, or an error saying
 // what is wrong and how to fix it, in the environment variables an operator
 // sets.
 func (sc Schema) Err() error {
 	const fix = `run "sessionctl migrate" (or set SESSION_AUTO_MIGRATE=true)`
 	switch {
+	case sc.Express:
+		// The default table name is express-session's too: this is what
+		// anyone moving from it meets first.
+		return fmt.Errorf("session table %s is express-session's (connect-pg-simple's table: sid, sess, expire), not this library's, which cannot share it: "+
+			"set SESSION_TABLE to a free name (such as go_session) for this library's table, and SESSION_EXPRESS_TABLE=%s to keep express-session's users signed in as they move over (see docs/migrating-from-express.md)",
+			sc.Table, sc.configured)
+	case sc.Foreign:
+		return fmt.Errorf("session table %s belongs to something else: it has the columns %s, none of them this library's id and data: "+
+			"set SESSION_TABLE to a free name for this library's table, and leave that one to whatever uses it (drop it only if nothing does)",
+			sc.Table, strings.Join(sc.Columns, ", "))
 	case !sc.Exists:
 		return fmt.Errorf("session table %s does not exist: %s", sc.Table, fix)
 	case sc.Applied > sc.Latest:

@@ -328,6 +328,19 @@ func Apply(ctx context.Context, db DB, t Table) ([]Migration, error) {
 	if !pending {
 		return nil, nil
 	}
+	if !states[0].Applied {
+		// The first migration creates the table. One that is already
+		// there, belonging to express-session or another app, would fail
+		// it with a bare "relation already exists": say whose it is and
+		// what to set instead.
+		sc, err := Check(ctx, db, t)
+		if err != nil {
+			return nil, err
+		}
+		if sc.Express || sc.Foreign {
+			return nil, sc.Err()
+		}
+	}
 	var done []Migration
 	for i, m := range all {
 		if states[i].Applied { // Status lists all first, in order

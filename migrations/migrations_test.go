@@ -268,3 +268,67 @@ func TestCheckPrivileges(t *testing.T) {
 	pgtest.Exec(t, `GRANT CREATE ON SCHEMA "`+schema+`" TO "`+role+`"`)
 	check("a table of another role's", app, table, "does not own the session table")
 }
+
+// TestTablesOfOthers: a table already under the session table's name that
+// is express-session's, or another app's, is named as such by Check, Err
+// and Apply, with the settings that fix it, and Apply leaves it alone.
+func TestTablesOfOthers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, ddl string
+		express   bool
+		want      []string
+	}{
+		{
+			name:    "connect-pg-simple",
+			ddl:     `("sid" varchar NOT NULL COLLATE "default" PRIMARY KEY, "sess" json NOT NULL, "expire" timestamp(6) NOT NULL)`,
+			express: true,
+			want: []string{"is express-session's (connect-pg-simple's table: sid, sess, expire)", "set SESSION_TABLE to a free name",
+				"SESSION_EXPRESS_TABLE=%s to keep express-session's users signed in", "docs/migrating-from-express.md"},
+		},
+		{
+			name: "another app's",
+			ddl:  `(a integer, b text)`,
+			want: []string{"belongs to something else: it has the columns a integer, b text", "set SESSION_TABLE to a free name"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name := pgtest.Schema(t)
+			table, err := migrations.ParseTable(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pgtest.Exec(t, "CREATE TABLE "+table.String()+" "+tc.ddl)
+			pool := pgtest.Pool(t)
+			sc, err := migrations.Check(t.Context(), pool, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sc.Exists || !sc.Foreign || sc.Express != tc.express {
+				t.Errorf("Check = %+v; want it found, foreign, express %v", sc, tc.express)
+			}
+			_, applyErr := migrations.Apply(t.Context(), pool, table)
+			for _, err := range []error{sc.Err(), applyErr} {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, want := range tc.want {
+					if strings.Contains(want, "%s") {
+						want = strings.ReplaceAll(want, "%s", name)
+					}
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q lacks %q", err, want)
+					}
+				}
+				if strings.Contains(err.Error(), "SQLSTATE") || strings.Contains(err.Error(), "already exists") {
+					t.Errorf("error %q is the database's, not ours", err)
+				}
+			}
+			var exists bool
+			if err := pool.QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", table.MigrationsTable()).Scan(&exists); err != nil || exists {
+				t.Errorf("Apply left %s behind (%v)", table.MigrationsTable(), err)
+			}
+		})
+	}
+}

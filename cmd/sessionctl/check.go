@@ -173,6 +173,7 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 			c.add(name, skip, "needs a usable DATABASE_URL", "")
 		}
 	}
+	c.checkExpressSkipped()
 	c.checkSecret()
 	c.checkPreviousSecrets()
 	c.checkCookie()
@@ -312,6 +313,7 @@ func (c *checker) checkDatabase(ctx context.Context, timeout time.Duration) {
 		c.add("database reachable", pass, detail, "")
 	}
 	c.checkTable(ctx, pool)
+	c.checkExpress(ctx, pool)
 	r := clockResult(dbNow, start.Add(latency/2))
 	c.add(r.Check, r.Status, r.Detail, r.Fix)
 }

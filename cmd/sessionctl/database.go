@@ -128,6 +128,7 @@ type table struct {
 	pool  *pgxpool.Pool
 	name  migrations.Table
 	store *session.PostgresStore
+	cfg   session.Config
 }
 
 // openTable opens the session table for prune, stats and revoke. The
@@ -150,7 +151,7 @@ func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (
 		pool.Close()
 		return nil, redact.Error(err)
 	}
-	return &table{pool: pool, name: name, store: store}, nil
+	return &table{pool: pool, name: name, store: store, cfg: cfg}, nil
 }
 
 // checkSchema inspects the session table without changing it.
@@ -239,6 +240,9 @@ can gate on it.`)
 		all := migrations.All()
 		fmt.Fprintf(stdout, "%s is up to date (migration %03d).\n", table, all[len(all)-1].Version)
 	}
+	if err := migrateExpress(ctx, pool, cfg, stdout); err != nil {
+		return fail(redact.Error(err))
+	}
 	return exitOK
 }
 
@@ -255,6 +259,14 @@ type migrationState struct {
 
 func migrationStatus(ctx context.Context, pool *pgxpool.Pool, table migrations.Table, asJSON bool, stdout, stderr io.Writer) int {
 	states, err := migrations.Status(ctx, pool, table)
+	if err == nil {
+		// "Pending: run sessionctl migrate" would be wrong advice for a
+		// table that is not this library's: migrate cannot fix it.
+		var schema migrations.Schema
+		if schema, err = migrations.Check(ctx, pool, table); err == nil && (schema.Express || schema.Foreign) {
+			err = schema.Err()
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sessionctl migrate: %v\n", err)
 		return exitFailed
@@ -322,19 +334,21 @@ time: while an app instance is pruning, this deletes nothing.`)
 	// Each batch is bounded by --timeout, not the whole run: prune keeps to
 	// the command's own context.
 	return withTable(ctx, "prune", env, flags, stderr, func(_ context.Context, t *table) error {
-		return prune(ctx, t, *flags.timeout, stdout, stderr)
+		return prune(ctx, "expired session(s) from "+t.name.String(), *flags.timeout, stdout, stderr, func(ctx context.Context, limit int) (int, error) {
+			pruned, err := t.store.Prune(ctx, limit)
+			return len(pruned), err
+		})
 	})
 }
 
-// prune deletes every expired session of t (see package prune), reporting
-// progress to progress once a second and each slow batch as it comes.
-func prune(ctx context.Context, t *table, timeout time.Duration, stdout, progress io.Writer) error {
+// prune runs batch, which deletes at most limit expired rows, until none
+// are left (see package prune), reporting progress to progress once a
+// second and each slow batch as it comes, and the total to stdout as
+// "Pruned N what".
+func prune(ctx context.Context, what string, timeout time.Duration, stdout, progress io.Writer, batch func(ctx context.Context, limit int) (int, error)) error {
 	start := time.Now()
 	reported := start
-	total, err := prunepkg.Run(ctx, timeout, func(ctx context.Context, limit int) (int, error) {
-		pruned, err := t.store.Prune(ctx, limit)
-		return len(pruned), err
-	}, func(r prunepkg.Report) {
+	total, err := prunepkg.Run(ctx, timeout, batch, func(r prunepkg.Report) {
 		now := time.Now()
 		switch {
 		case r.Slow:
@@ -348,7 +362,7 @@ func prune(ctx context.Context, t *table, timeout time.Duration, stdout, progres
 		return fmt.Errorf("%w (%d pruned)", err, total)
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "Pruned %d expired session(s) from %s in %s (%.0f/s).\n", total, t.name, elapsed.Round(time.Millisecond), float64(total)/max(elapsed.Seconds(), 1e-3))
+	fmt.Fprintf(stdout, "Pruned %d %s in %s (%.0f/s).\n", total, what, elapsed.Round(time.Millisecond), float64(total)/max(elapsed.Seconds(), 1e-3))
 	return nil
 }
 

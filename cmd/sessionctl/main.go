@@ -13,6 +13,7 @@
 //	sessionctl prune                                 delete expired sessions now
 //	sessionctl stats [--json]                        count sessions
 //	sessionctl revoke --user ID                      sign a user out everywhere
+//	sessionctl express import|prune                  move express-session's sessions over
 //
 // Exit status: 0 on success, 1 when a check or an operation failed, 2 on a
 // usage error. Every subcommand takes --help. Nothing sessionctl prints
@@ -61,6 +62,7 @@ var commands = []command{
 	{"prune", "delete expired sessions now and print how many", runPrune},
 	{"stats", "count live, expired and signed-in sessions and the table size", runStats},
 	{"revoke", "end every session of one user (sign out everywhere)", runRevoke},
+	{"express", "move express-session's sessions over: import, prune", runExpress},
 }
 
 // run is the whole program with its inputs made explicit, so tests call it

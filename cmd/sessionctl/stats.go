@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/smartscheduler/session/internal/expressimport"
 )
 
 func runStats(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
@@ -15,7 +17,8 @@ instance is pruning). Then how the table holds up on disk: its size and
 its indexes', dead rows waiting for vacuum, the share of updates that were
 HOT (updates that add no index entry: near 100% means writes stay cheap
 and indexes do not bloat), its fillfactor, and when autovacuum last ran.
-It reads the whole table, so it is for operators and dashboards, not
+With SESSION_EXPRESS_TABLE set, also the move from express-session: the
+Node table's rows, and the sessions moved so far. It reads the whole table, so it is for operators and dashboards, not
 health checks.`)
 	asJSON := fs.Bool("json", false, "print the numbers as JSON")
 	flags := addDatabaseFlags(fs)
@@ -25,6 +28,9 @@ health checks.`)
 	return withTable(ctx, "stats", env, flags, stderr, func(ctx context.Context, t *table) error {
 		st, err := tableStats(ctx, t)
 		if err != nil {
+			return err
+		}
+		if st.Express, err = expressStats(ctx, t); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -48,6 +54,7 @@ health checks.`)
 		} else {
 			fmt.Fprintln(stdout, "autovacuum     has not run on this table")
 		}
+		printExpressStats(stdout, st.Express)
 		return nil
 	})
 }
@@ -68,6 +75,9 @@ type stats struct {
 	Fillfactor     int        `json:"fillfactor"`
 	LastAutovacuum *time.Time `json:"last_autovacuum,omitempty"`
 	DatabaseTime   time.Time  `json:"database_time"`
+	// Express is the move from express-session, when
+	// SESSION_EXPRESS_TABLE is set.
+	Express *expressimport.Counts `json:"express,omitempty"`
 }
 
 // tableStats counts the table's rows and reads its statistics. Counting
