@@ -183,15 +183,27 @@ type Config struct {
 	// ExpressTable is connect-pg-simple's session table, "table" or
 	// "schema.table" (SESSION_EXPRESS_TABLE). When set, a request without
 	// a session cookie of this library but with express-session's cookie,
-	// signed with Secret or one of PreviousSecrets, takes its session over
-	// from that table, and the bulk import (sessionctl express import)
-	// moves the rest. It needs the PostgreSQL store, and a Table of its
-	// own. The default is empty: no import.
+	// signed with Secret, PreviousSecrets or ExpressSecrets, takes its
+	// session over from that table, and the bulk import (sessionctl express
+	// import) moves the rest. It needs the PostgreSQL store, and a Table of
+	// its own. The default is empty: no import.
 	ExpressTable string
 
 	// ExpressCookieName is express-session's cookie name
 	// (SESSION_EXPRESS_COOKIE). The default is "connect.sid".
 	ExpressCookieName string
+
+	// ExpressSecrets are the Node app's secrets that production refuses
+	// as Secret or PreviousSecrets (SESSION_EXPRESS_SECRET,
+	// comma-separated): too short, a placeholder or predictable, as
+	// express-session's examples ("keyboard cat") and many apps have them.
+	// They verify express-session's cookie and nothing else, never this
+	// library's cookies, so a weak Node secret stays where it was, for the
+	// move only (a connect.sid is worth a session only with that session's
+	// id, which the Node table holds). Remove them with ExpressTable once
+	// the move is done. The default is none: express-session's cookie
+	// verifies with Secret and PreviousSecrets. Left out of JSON.
+	ExpressSecrets []string `json:"-"`
 
 	// ExpressCookieDomain is the Domain attribute the Node app set its
 	// cookie with, if it set one (SESSION_EXPRESS_COOKIE_DOMAIN): clearing
@@ -331,11 +343,7 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	parseBool("USE_POSTGRES", &c.UsePostgres)
 	c.DatabaseURL = get("DATABASE_URL")
 	c.Secret = get("SESSION_SECRET")
-	if v := get("SESSION_SECRET_PREVIOUS"); v != "" {
-		for s := range strings.SplitSeq(v, ",") {
-			c.PreviousSecrets = append(c.PreviousSecrets, strings.TrimSpace(s))
-		}
-	}
+	c.PreviousSecrets = secretList(get("SESSION_SECRET_PREVIOUS"))
 	parseBool("SESSION_ALLOW_MEMORY_STORE", &c.AllowMemoryStore)
 	c.CookieName = get("SESSION_COOKIE_NAME")
 	c.CookieDomain = get("SESSION_COOKIE_DOMAIN")
@@ -397,6 +405,18 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		problems = append(problems, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
 	return c, errors.Join(problems...)
+}
+
+// secretList reads a comma-separated list of secrets, trimmed; empty
+// entries stay, for Validate to name.
+func secretList(v string) []string {
+	var list []string
+	if v != "" {
+		for s := range strings.SplitSeq(v, ",") {
+			list = append(list, strings.TrimSpace(s))
+		}
+	}
+	return list
 }
 
 // validHeaderName reports whether name is an HTTP header field name (a
@@ -634,7 +654,11 @@ func (c Config) validate(ownStore bool) error {
 		if c.Secret == "" {
 			bad("SESSION_SECRET", "is not set; production refuses to sign cookies with a throwaway secret", secretFix)
 		} else if why := secretWeakness(c.Secret); why != "" {
-			bad("SESSION_SECRET", why, secretFix)
+			fix := secretFix
+			if c.ExpressTable != "" {
+				fix += "; if it is the Node app's secret, move it to SESSION_EXPRESS_SECRET, where it verifies express-session's cookie only"
+			}
+			bad("SESSION_SECRET", why, fix)
 		}
 		if !c.UsePostgres && !c.AllowMemoryStore && !ownStore {
 			bad("USE_POSTGRES", "is not true; the memory store loses every session on restart and cannot be shared by instances",
@@ -649,8 +673,11 @@ func (c Config) validate(ownStore bool) error {
 			bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d equals SESSION_SECRET", i+1), "remove it; the current secret is always accepted")
 		case c.Production:
 			if why := secretWeakness(s); why != "" {
-				bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d %s", i+1, why),
-					"remove it: a cookie signed with it is accepted as if signed with SESSION_SECRET, so it must be as strong")
+				fix := "remove it: a cookie signed with it is accepted as if signed with SESSION_SECRET, so it must be as strong"
+				if c.ExpressTable != "" {
+					fix += "; if it is the Node app's secret, move it to SESSION_EXPRESS_SECRET, where it verifies express-session's cookie only"
+				}
+				bad("SESSION_SECRET_PREVIOUS", fmt.Sprintf("entry %d %s", i+1, why), fix)
 			}
 		}
 	}
@@ -794,6 +821,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database", db),
 		slog.String("secret", redacted(c.Secret)),
 		slog.Int("previous_secrets", len(c.PreviousSecrets)),
+		slog.Int("express_secrets", len(c.ExpressSecrets)),
 		slog.String("cookie_name", d.CookieName),
 		slog.String("cookie_domain", d.CookieDomain),
 		slog.Duration("lifetime", d.Lifetime),

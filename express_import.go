@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ const defaultExpressCookieName = "connect.sid"
 func (c *Config) readExpress(get func(string) string) {
 	c.ExpressTable = get("SESSION_EXPRESS_TABLE")
 	c.ExpressCookieName = get("SESSION_EXPRESS_COOKIE")
+	c.ExpressSecrets = secretList(get("SESSION_EXPRESS_SECRET"))
 	c.ExpressCookieDomain = get("SESSION_EXPRESS_COOKIE_DOMAIN")
 	c.ExpressTimeZone = get("SESSION_EXPRESS_TIMEZONE")
 }
@@ -49,7 +51,15 @@ func (c Config) validateExpress(d Config, ownStore bool, bad func(variable, prob
 				bad(v.variable, "is set but SESSION_EXPRESS_TABLE is not, so nothing is imported", "set SESSION_EXPRESS_TABLE to connect-pg-simple's table, or unset "+v.variable)
 			}
 		}
+		if len(c.ExpressSecrets) > 0 {
+			bad("SESSION_EXPRESS_SECRET", "is set but SESSION_EXPRESS_TABLE is not, so it verifies nothing", "set SESSION_EXPRESS_TABLE to connect-pg-simple's table, or unset SESSION_EXPRESS_SECRET once the move is done")
+		}
 		return
+	}
+	for i, s := range c.ExpressSecrets {
+		if s == "" {
+			bad("SESSION_EXPRESS_SECRET", fmt.Sprintf("entry %d is empty", i+1), "list the Node app's secrets separated by single commas")
+		}
 	}
 	if err := validateTableName(c.ExpressTable); err != nil {
 		bad("SESSION_EXPRESS_TABLE", err.Error(), `use connect-pg-simple's table name, "session" unless the Node app chose another, as "table" or "schema.table"`)
@@ -77,7 +87,8 @@ func (c Config) validateExpress(d Config, ownStore bool, bad func(variable, prob
 type expressCookie struct {
 	name string
 	// secrets verify connect.sid: the Node app signed with the same
-	// SESSION_SECRET, so Secret and PreviousSecrets, newest first.
+	// SESSION_SECRET, so Secret and PreviousSecrets, newest first, then
+	// ExpressSecrets, which verify nothing else.
 	secrets []string
 	// domain is Config.ExpressCookieDomain; secure is production's.
 	domain string
@@ -159,7 +170,7 @@ func (m *Manager) setUpExpressImport(ctx context.Context) error {
 	m.importer = im
 	m.expressCookie = &expressCookie{
 		name:    m.cfg.ExpressCookieName,
-		secrets: append([]string{m.cfg.Secret}, m.cfg.PreviousSecrets...),
+		secrets: slices.Concat([]string{m.cfg.Secret}, m.cfg.PreviousSecrets, m.cfg.ExpressSecrets),
 		domain:  m.cfg.ExpressCookieDomain,
 		secure:  m.cfg.Production,
 	}

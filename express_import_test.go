@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -519,17 +520,68 @@ func TestExpressImportConfiguration(t *testing.T) {
 			"SESSION_EXPRESS_TABLE": "a.b.c", "SESSION_EXPRESS_COOKIE": "connect sid"}, []string{"SESSION_EXPRESS_COOKIE", "SESSION_EXPRESS_TABLE"}},
 		{"same cookie name", map[string]string{"USE_POSTGRES": "true", "DATABASE_URL": "postgres://db/app", "SESSION_TABLE": "go_session", "SESSION_EXPRESS_TABLE": "session",
 			"SESSION_COOKIE_NAME": "connect.sid"}, []string{"SESSION_COOKIE_NAME"}},
-		{"settings without the table", map[string]string{"SESSION_EXPRESS_COOKIE": "sid", "SESSION_EXPRESS_TIMEZONE": "Etc/UTC", "SESSION_EXPRESS_COOKIE_DOMAIN": "example.com"},
-			[]string{"SESSION_EXPRESS_COOKIE", "SESSION_EXPRESS_COOKIE_DOMAIN", "SESSION_EXPRESS_TIMEZONE"}},
+		{"settings without the table", map[string]string{"SESSION_EXPRESS_COOKIE": "sid", "SESSION_EXPRESS_TIMEZONE": "Etc/UTC", "SESSION_EXPRESS_COOKIE_DOMAIN": "example.com",
+			"SESSION_EXPRESS_SECRET": "keyboard cat"},
+			[]string{"SESSION_EXPRESS_COOKIE", "SESSION_EXPRESS_COOKIE_DOMAIN", "SESSION_EXPRESS_SECRET", "SESSION_EXPRESS_TIMEZONE"}},
+		// Production refuses the Node app's weak secret as a secret of
+		// this library's, and accepts it where it verifies connect.sid
+		// only.
+		{"production, the Node app's weak secret kept apart", production(map[string]string{"SESSION_EXPRESS_SECRET": "keyboard cat"}), nil},
+		{"production, the Node app's weak secret as a previous one", production(map[string]string{"SESSION_SECRET_PREVIOUS": "keyboard cat"}), []string{"SESSION_SECRET_PREVIOUS"}},
+		{"an empty express secret", production(map[string]string{"SESSION_EXPRESS_SECRET": "keyboard cat,"}), []string{"SESSION_EXPRESS_SECRET"}},
 	}
 	for _, tt := range tests {
 		cfg, err := session.ConfigFromLookup(lookupFrom(tt.env))
 		if got := problemVariables(err); !slicesEqual(got, tt.want) {
 			t.Errorf("%s: problems with %v, want %v: %v", tt.name, got, tt.want, err)
 		}
+		if tt.name == "production, the Node app's weak secret as a previous one" && (err == nil || !strings.Contains(err.Error(), "move it to SESSION_EXPRESS_SECRET")) {
+			t.Errorf("%s: %v; want the fix to name SESSION_EXPRESS_SECRET", tt.name, err)
+		}
 		if tt.name == "set" && (cfg.ExpressTable != "session" || cfg.ExpressCookieName != "") {
 			t.Errorf("set: ExpressTable %q, ExpressCookieName %q", cfg.ExpressTable, cfg.ExpressCookieName)
 		}
+	}
+}
+
+// production is a production configuration moving from express-session,
+// with a strong secret, and extra on top.
+func production(extra map[string]string) map[string]string {
+	env := map[string]string{"NODE_ENV": "production", "USE_POSTGRES": "true", "DATABASE_URL": "postgres://db/app", "SESSION_TABLE": "go_session",
+		"SESSION_EXPRESS_TABLE": "session", "SESSION_SECRET": "7f3kQ9xLw2VbN8mZr4TcY6pHj1sDg5Ue0aKoWiEqRtXy"}
+	maps.Copy(env, extra)
+	return env
+}
+
+// TestExpressSecretsVerifyExpressCookiesOnly: a secret in
+// SESSION_EXPRESS_SECRET moves express-session's users over, and verifies
+// no cookie of this library's, so a weak Node secret never becomes a key
+// to the new sessions.
+func TestExpressSecretsVerifyExpressCookiesOnly(t *testing.T) {
+	t.Parallel()
+	e := newExpressTables(t)
+	strong := startExpressApp(t, e, session.Config{Secret: "the Go app's own secret, strong and 32+ bytes", ExpressSecrets: []string{expressSecret}}, appHandler())
+	weak := startExpressApp(t, e, session.Config{Secret: expressSecret}, appHandler())
+	expires := time.Now().Add(24 * time.Hour)
+	e.insert(t, "sid-ada", expressSess("ada", expires), expires)
+	e.insert(t, "sid-bob", expressSess("bob", expires), expires)
+
+	resp, body := strong.get(t, "/whoami", "connect.sid="+nodetest.ConnectSID("sid-ada", expressSecret))
+	if body != "ada" || setCookie(resp, "session") == nil {
+		t.Fatalf("connect.sid signed with the express secret: whoami %q, cookies %v; want ada, moved to a new cookie", body, resp.Header["Set-Cookie"])
+	}
+	// A cookie of this library's, signed with the Node app's secret (by an
+	// instance that signs with it), for a session in the same table.
+	resp, _ = weak.get(t, "/whoami", "connect.sid="+nodetest.ConnectSID("sid-bob", expressSecret))
+	forged := setCookie(resp, "session")
+	if forged == nil {
+		t.Fatal("the instance signing with the Node app's secret set no cookie")
+	}
+	if _, body := weak.get(t, "/whoami", "session="+forged.Value); body != "bob" {
+		t.Fatalf("control: the signing instance reads its own cookie as %q, want bob", body)
+	}
+	if _, body := strong.get(t, "/whoami", "session="+forged.Value); body != "" {
+		t.Errorf("a cookie of this library's signed with an express secret was accepted: whoami %q", body)
 	}
 }
 

@@ -220,7 +220,8 @@ func printExpressStats(w io.Writer, c *expressimport.Counts) {
 // that decide when a browser-session row expires.
 func (c *checker) checkExpress(ctx context.Context, pool *pgxpool.Pool) {
 	const name = "express import"
-	problems := slices.Concat(c.take("SESSION_EXPRESS_TABLE"), c.take("SESSION_EXPRESS_COOKIE"), c.take("SESSION_EXPRESS_COOKIE_DOMAIN"), c.take("SESSION_EXPRESS_TIMEZONE"))
+	problems := slices.Concat(c.take("SESSION_EXPRESS_TABLE"), c.take("SESSION_EXPRESS_COOKIE"), c.take("SESSION_EXPRESS_COOKIE_DOMAIN"),
+		c.take("SESSION_EXPRESS_TIMEZONE"), c.take("SESSION_EXPRESS_SECRET"))
 	if c.cfg.ExpressTable == "" {
 		c.addProblems(name, problems)
 		return
@@ -248,6 +249,9 @@ func (c *checker) checkExpress(ctx context.Context, pool *pgxpool.Pool) {
 	}
 	detail := fmt.Sprintf("%s: %d session(s) to move, %d expired row(s); moved %d by request and %d in bulk (%d waiting for their user); expire read in TimeZone %s, this connection's is %s",
 		counts.ExpressTable, counts.Live, counts.Expired, counts.ImportedOnRequest, counts.ImportedInBulk, counts.Waiting, zone, counts.ConnectionTimeZone)
+	if n := len(c.cfg.ExpressSecrets); n > 0 {
+		detail += fmt.Sprintf("; %d secret(s) in SESSION_EXPRESS_SECRET verify express-session's cookie only: remove them with SESSION_EXPRESS_TABLE once the move is done", n)
+	}
 	if c.cfg.ExpressTimeZone == "" {
 		if setBy := c.connectionZoneSetting(); setBy != "" {
 			c.add(name, warn, detail, setBy+" sets this connection's TimeZone, and node-postgres reads neither: set SESSION_EXPRESS_TIMEZONE to the Node app's (SHOW TimeZone in psql, connected as the Node app connects)")

@@ -90,7 +90,7 @@ func expressEnv(t *testing.T) (env map[string]string, schema string) {
 	schema = strings.TrimSuffix(env["SESSION_TABLE"], ".session")
 	env["SESSION_TABLE"] = schema + ".go_session"
 	env["SESSION_EXPRESS_TABLE"] = schema + ".session"
-	env["SESSION_SECRET_PREVIOUS"] = nodeSecret
+	env["SESSION_EXPRESS_SECRET"] = nodeSecret // too weak for a secret of this library's
 	return env, schema
 }
 

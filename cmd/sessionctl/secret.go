@@ -60,7 +60,9 @@ restarts together. During a rolling deploy it signs out users who move
 from a new instance to an old one, which does not know the new secret.
 
 A retired secret too weak for production is dropped instead of kept, and
-the command says so. The secret is never printed when it goes into a
+the command says so; while sessions move from express-session
+(SESSION_EXPRESS_TABLE set in FILE) it goes to SESSION_EXPRESS_SECRET
+instead, where it verifies express-session's cookie only. The secret is never printed when it goes into a
 file.`)
 	envFile := fs.String("env-file", "", "write SESSION_SECRET into `FILE` instead of printing it")
 	rotate := fs.Bool("rotate", false, "replace the secret in the env file at once, keeping the old one in SESSION_SECRET_PREVIOUS (one instance)")
@@ -144,7 +146,13 @@ func staged(f *envFile) (string, bool) {
 // previousList returns the entries of SESSION_SECRET_PREVIOUS in f, in
 // order, trimmed.
 func previousList(f *envFile) []string {
-	list, _ := f.lookup("SESSION_SECRET_PREVIOUS")
+	return envList(f, "SESSION_SECRET_PREVIOUS")
+}
+
+// envList returns the entries of the comma-separated list name sets in f,
+// in order, trimmed.
+func envList(f *envFile, name string) []string {
+	list, _ := f.lookup(name)
 	var entries []string
 	if strings.TrimSpace(list) != "" {
 		for s := range strings.SplitSeq(list, ",") {
@@ -241,12 +249,25 @@ secrets from SESSION_SECRET_PREVIOUS.`, fp, f.path, kept, len(previous)), nil
 // only secrets production accepts. A weak retired secret would be accepted
 // as if it signed the cookie, and would stop the app from starting in
 // production, so it is dropped and the returned text says which (by
-// position, never by value) and why.
+// position, never by value) and why. While sessions move from
+// express-session (SESSION_EXPRESS_TABLE set in f), a weak secret goes to
+// SESSION_EXPRESS_SECRET instead, where it verifies express-session's
+// cookie only: it is the Node app's, and dropping it would sign its users
+// out.
 func retiredSecrets(f *envFile, signing, retiring string, from int) (kept []string, dropped string) {
 	var b strings.Builder
+	table, _ := f.lookup("SESSION_EXPRESS_TABLE")
+	moving := strings.TrimSpace(table) != ""
+	expressList := envList(f, "SESSION_EXPRESS_SECRET")
 	consider := func(s, name string) {
 		switch problem := secretProblem(s); {
 		case s == "" || s == signing || slices.Contains(kept, s):
+		case problem != "" && moving && !strings.Contains(s, ","):
+			if !slices.Contains(expressList, s) {
+				expressList = append(expressList, s)
+				f.set("SESSION_EXPRESS_SECRET", strings.Join(expressList, ","))
+			}
+			fmt.Fprintf(&b, "The %s %s; kept in SESSION_EXPRESS_SECRET instead of SESSION_SECRET_PREVIOUS, where it verifies express-session's cookie only (SESSION_EXPRESS_TABLE is set): remove it there once the move is done.\n", name, problem)
 		case problem != "":
 			fmt.Fprintf(&b, "The %s %s; not kept in SESSION_SECRET_PREVIOUS: cookies it signed end.\n", name, problem)
 		default:

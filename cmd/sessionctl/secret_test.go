@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smartscheduler/session"
 )
 
 func TestParseEnvLine(t *testing.T) {
@@ -268,6 +270,35 @@ func TestSecretEnvFile(t *testing.T) {
 			}
 		}
 		assertNoSecrets(t, map[string]string{"SESSION_SECRET": envFileValue(t, path, "SESSION_SECRET"), "SESSION_SECRET_PREVIOUS": strong + ",abcdefghijklmnopqrstuvwxyz0123456789,changeme"}, stdout, stderr)
+	})
+
+	// Moving from express-session, the Node app's weak secret is its users'
+	// key to their sessions: rotation keeps it where it verifies only
+	// express-session's cookie, and the app starts in production with it.
+	t.Run("rotation moves the Node app's weak secret to SESSION_EXPRESS_SECRET", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), ".env")
+		os.WriteFile(path, []byte("NODE_ENV=production\nUSE_POSTGRES=true\nDATABASE_URL=postgres://db/app\nSESSION_TABLE=go_session\nSESSION_EXPRESS_TABLE=session\nSESSION_SECRET=keyboard cat\n"), 0o600)
+		stdout, stderr, code := sessionctl(t, nil, "secret", "--env-file", path, "--rotate")
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if got := envFileValue(t, path, "SESSION_EXPRESS_SECRET"); got != "keyboard cat" {
+			t.Errorf("SESSION_EXPRESS_SECRET = %q, want the Node app's secret", got)
+		}
+		if got := envFileValue(t, path, "SESSION_SECRET_PREVIOUS"); got != "" {
+			t.Errorf("SESSION_SECRET_PREVIOUS = %q, want nothing: the weak secret must not verify this library's cookies", got)
+		}
+		if !strings.Contains(stdout, "kept in SESSION_EXPRESS_SECRET") {
+			t.Errorf("output does not say where the old secret went:\n%s", stdout)
+		}
+		env := map[string]string{}
+		for _, name := range []string{"NODE_ENV", "USE_POSTGRES", "DATABASE_URL", "SESSION_TABLE", "SESSION_EXPRESS_TABLE", "SESSION_SECRET", "SESSION_EXPRESS_SECRET"} {
+			env[name] = envFileValue(t, path, name)
+		}
+		if _, err := session.ConfigFromLookup(func(name string) (string, bool) { v, ok := env[name]; return v, ok }); err != nil {
+			t.Errorf("the rotated file does not configure production: %v", err)
+		}
 	})
 
 	t.Run("stage and promote, and what they refuse", func(t *testing.T) {
