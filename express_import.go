@@ -75,6 +75,10 @@ func (c Config) validateExpress(d Config, ownStore bool, bad func(variable, prob
 		bad("SESSION_COOKIE_NAME", fmt.Sprintf("is %q, express-session's cookie name too; the library's cookie needs a name of its own while sessions move over", d.CookieName),
 			"unset SESSION_COOKIE_NAME, or choose another name")
 	}
+	if d.TokenSource == "header" {
+		bad("SESSION_TOKEN_SOURCE", "is header, but SESSION_EXPRESS_TABLE moves browsers' express-session cookies to a cookie of this library's, which header mode never sets",
+			"set SESSION_TOKEN_SOURCE=both while sessions move, or cookie")
+	}
 	if !c.UsePostgres && !ownStore {
 		bad("SESSION_EXPRESS_TABLE", "is set but USE_POSTGRES is not true; the sessions to import are in PostgreSQL, and go into this library's PostgreSQL table",
 			"set USE_POSTGRES=true and DATABASE_URL to the Node app's database")

@@ -528,6 +528,7 @@ func TestExpressImportConfiguration(t *testing.T) {
 		// only.
 		{"production, the Node app's weak secret kept apart", production(map[string]string{"SESSION_EXPRESS_SECRET": "keyboard cat"}), nil},
 		{"production, the Node app's weak secret as a previous one", production(map[string]string{"SESSION_SECRET_PREVIOUS": "keyboard cat"}), []string{"SESSION_SECRET_PREVIOUS"}},
+		{"tokens in a header only", production(map[string]string{"SESSION_TOKEN_SOURCE": "header"}), []string{"SESSION_TOKEN_SOURCE"}},
 		{"an empty express secret", production(map[string]string{"SESSION_EXPRESS_SECRET": "keyboard cat,"}), []string{"SESSION_EXPRESS_SECRET"}},
 	}
 	for _, tt := range tests {
