@@ -1,0 +1,330 @@
+package session
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts of the Redis store. Each runs atomically on the node that
+// holds its keys, all of them in one hash slot: a session's record and its
+// shard's deadline set share the shard's hash tag, and a user's index is
+// alone in the user's slot. go-redis's Script sends EVALSHA and falls back
+// to EVAL once when a node does not know the script yet (a restart, a new
+// node), so each script crosses the network whole only once per node.
+//
+// A record is a hash: the metadata fields below, and "v:"+name for each
+// value, holding its JSON. Times and durations are microseconds since the
+// Unix epoch, PostgreSQL's resolution. Two more fields mark a key that is
+// not a session: "m" (moved) on a record that Rekey took, holding the key it
+// moves to, and "x" on the short-lived tombstone DestroyUser leaves on a key
+// that a Rekey may be about to create. A hash without "e", or with "m", is
+// no session.
+//
+//	u   user ID (absent: anonymous)     p   persistent, "1" or "0"
+//	c   created                         e   absolute expiry
+//	it  the session's own idle timeout  ie  idle expiry (absent: none)
+//	ls  last seen                       ua  user agent    ip  IP address
+
+// luaPrelude is the helpers every script shares.
+const luaPrelude = `
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function num(x) return string.format('%.0f', x) end
+local function deadline(e, ie)
+  if ie > 0 and ie < e then return ie end
+  return e
+end
+local function member(key, user) return #key .. ':' .. key .. user end
+local function expire_at(k, d) redis.call('PEXPIREAT', k, num(math.ceil(d / 1000))) end
+local meta = {'u', 'p', 'c', 'e', 'it', 'ie', 'ls', 'ua', 'ip', 'm'}
+local function hmulti(cmd, k, list)
+  for j = 1, #list, 500 do
+    redis.call(cmd, k, unpack(list, j, math.min(j + 499, #list)))
+  end
+end
+local function number(rk, field, v)
+  local n = tonumber(v)
+  if n == nil then error({err = 'ERR session record ' .. rk .. ' does not decode: field ' .. field .. ' is not a number'}) end
+  return n
+end
+`
+
+// luaChange applies a Change, encoded in ARGV from index i by redisChangeArgs,
+// to the live record rk at time now. It returns nil when rk holds no live
+// session, false when the values would exceed the size cap (having changed
+// nothing), and otherwise the user before, the user after and the new
+// deadline. A change that sets, deletes and clears no value writes only
+// the metadata: a touch leaves the values alone.
+const luaChange = `
+local function change(rk, now, i)
+  local r = redis.call('HMGET', rk, 'e', 'ie', 'it', 'u', 'm')
+  if not r[1] or r[5] then return nil end
+  local e, ie, it = number(rk, 'e', r[1]), number(rk, 'ie', r[2] or '0'), number(rk, 'it', r[3] or '0')
+  local user = r[4] or ''
+  if deadline(e, ie) <= now then return nil end
+  local clear = ARGV[i] == '1'
+  local nd = tonumber(ARGV[i + 1])
+  i = i + 2
+  local dels, deleted = {}, {}
+  for j = 1, nd do
+    dels[j] = 'v:' .. ARGV[i]
+    deleted[ARGV[i]] = true
+    i = i + 1
+  end
+  local ns = tonumber(ARGV[i])
+  i = i + 1
+  local sets, setf = {}, {}
+  for j = 1, ns do
+    sets[ARGV[i]] = ARGV[i + 1]
+    setf[#setf + 1] = 'v:' .. ARGV[i]
+    setf[#setf + 1] = ARGV[i + 1]
+    i = i + 2
+  end
+  local userset, newuser = ARGV[i] == '1', ARGV[i + 1]
+  local pers, exp = ARGV[i + 2], ARGV[i + 3]
+  local itset, newit = ARGV[i + 4] == '1', tonumber(ARGV[i + 5])
+  local cfgidle, maxsize = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+  if maxsize > 0 and ns > 0 then
+    local size = 2
+    if not clear then
+      local all = redis.call('HGETALL', rk)
+      for j = 1, #all, 2 do
+        local f = all[j]
+        if string.sub(f, 1, 2) == 'v:' then
+          local name = string.sub(f, 3)
+          if not deleted[name] and sets[name] == nil then size = size + #name + #all[j + 1] + 4 end
+        end
+      end
+    end
+    for name, v in pairs(sets) do size = size + #name + #v + 4 end
+    if size > maxsize then return false end
+  end
+  if clear then
+    local vs = {}
+    for _, f in ipairs(redis.call('HKEYS', rk)) do
+      if string.sub(f, 1, 2) == 'v:' then vs[#vs + 1] = f end
+    end
+    hmulti('HDEL', rk, vs)
+  end
+  hmulti('HDEL', rk, dels)
+  hmulti('HSET', rk, setf)
+  local olduser = user
+  local f = {}
+  if userset then
+    user = newuser
+    if user == '' then redis.call('HDEL', rk, 'u') else f[#f + 1] = 'u'; f[#f + 1] = user end
+  end
+  if itset then
+    it = newit
+    if it == 0 then redis.call('HDEL', rk, 'it') else f[#f + 1] = 'it'; f[#f + 1] = num(it) end
+  end
+  if exp ~= '' then e = tonumber(exp) end
+  local idle = it
+  if idle == 0 then idle = cfgidle end
+  if idle > 0 then ie = now + idle end
+  if ie > e then ie = e end
+  f[#f + 1] = 'e'; f[#f + 1] = num(e)
+  f[#f + 1] = 'ls'; f[#f + 1] = num(now)
+  if ie > 0 then f[#f + 1] = 'ie'; f[#f + 1] = num(ie) end
+  if pers ~= '' then f[#f + 1] = 'p'; f[#f + 1] = pers end
+  redis.call('HSET', rk, unpack(f))
+  return {olduser, user, deadline(e, ie)}
+end
+`
+
+// luaWrite stores the record whose fields are ARGV from index i in rk,
+// replacing whatever marker was there, and indexes its deadline d as
+// member m in the deadline set dk.
+const luaWrite = `
+local function write(rk, dk, d, m, i)
+  redis.call('DEL', rk)
+  local f = {}
+  for j = i, #ARGV do f[#f + 1] = ARGV[j] end
+  hmulti('HSET', rk, f)
+  expire_at(rk, d)
+  redis.call('ZADD', dk, num(d), m)
+end
+`
+
+var (
+	// redisLoad returns the server's clock and the whole hash; Go judges
+	// whether it is a live session.
+	redisLoad = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+local t = redis.call('TIME')
+return {t[1], t[2], h}
+`)
+
+	// redisInsert: KEYS record, deadlines; ARGV deadline, member, fields.
+	// 0 if a record (live, expired or moved) holds the key.
+	redisInsert = redis.NewScript(luaPrelude + luaWrite + `
+if redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
+write(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 3)
+return 1
+`)
+
+	// redisApply: KEYS record, deadlines; ARGV key, change. Returns
+	// {1, now, metadata, user before}, {0} for no live session, {-1} for
+	// too large.
+	redisApply = redis.NewScript(luaPrelude + luaChange + `
+local rk, dk, key = KEYS[1], KEYS[2], ARGV[1]
+local now = now_us()
+local r = change(rk, now, 2)
+if r == nil then return {0} end
+if r == false then return {-1} end
+expire_at(rk, r[3])
+if r[1] ~= r[2] then redis.call('ZREM', dk, member(key, r[1])) end
+redis.call('ZADD', dk, num(r[3]), member(key, r[2]))
+return {1, num(now), redis.call('HMGET', rk, unpack(meta)), r[1]}
+`)
+
+	// redisTake is the first step of Rekey: on the old key's node, it
+	// applies the change and turns the record into a marker ("m" = the
+	// new key) that expires after ARGV[3] ms, all in one step, so that a
+	// concurrent Apply to the old key finds no session from then on. The
+	// marker keeps the data, for a retry of this same call (which gets it
+	// again) and for redisRestore. KEYS old record, its deadlines; ARGV
+	// old key, new key, marker lifetime, change. Returns {1, now, hash,
+	// user before}, {0} or {-1} as redisApply.
+	redisTake = redis.NewScript(luaPrelude + luaChange + `
+local rk, dk, key, newkey = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local now = now_us()
+local m = redis.call('HGET', rk, 'm')
+if m then
+  if m == newkey then return {1, num(now), redis.call('HGETALL', rk), redis.call('HGET', rk, 'u') or ''} end
+  return {0}
+end
+local r = change(rk, now, 4)
+if r == nil then return {0} end
+if r == false then return {-1} end
+redis.call('HSET', rk, 'm', newkey)
+redis.call('PEXPIRE', rk, ARGV[3])
+redis.call('ZREM', dk, member(key, r[1]), member(key, r[2]))
+return {1, num(now), redis.call('HGETALL', rk), r[1]}
+`)
+
+	// redisCreate is the second step of Rekey, on the new key's node.
+	// KEYS new record, its deadlines; ARGV deadline, member, created, last
+	// seen, fields. Returns 1 when stored (or already stored by this same
+	// call, retried), 0 when another record holds the key, -2 when
+	// DestroyUser revoked the session while it moved.
+	redisCreate = redis.NewScript(luaPrelude + luaWrite + `
+local r = redis.call('HMGET', KEYS[1], 'e', 'x', 'c', 'ls')
+if r[2] then return -2 end
+if r[1] then
+  if r[3] == ARGV[3] and r[4] == ARGV[4] then return 1 end
+  return 0
+end
+write(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 5)
+return 1
+`)
+
+	// redisRestore undoes redisTake when the new key could not be
+	// created: the marker becomes the session again. KEYS old record, its
+	// deadlines; ARGV old key, new key.
+	redisRestore = redis.NewScript(luaPrelude + `
+local rk = KEYS[1]
+if redis.call('HGET', rk, 'm') ~= ARGV[2] then return 0 end
+redis.call('HDEL', rk, 'm')
+local r = redis.call('HMGET', rk, 'e', 'ie', 'u')
+local d = deadline(tonumber(r[1]), tonumber(r[2] or '0'))
+expire_at(rk, d)
+redis.call('ZADD', KEYS[2], num(d), member(ARGV[1], r[3] or ''))
+return 1
+`)
+
+	// redisDestroy: KEYS record, deadlines; ARGV key. Returns {1,
+	// metadata} for a record it deleted, live or expired, else {0}.
+	redisDestroy = redis.NewScript(luaPrelude + `
+local r = redis.call('HMGET', KEYS[1], unpack(meta))
+if not r[4] or r[10] then return {0} end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], member(ARGV[1], r[1] or ''))
+return {1, r}
+`)
+
+	// redisDestroyOwned deletes a session only if it belongs to the user:
+	// DestroyUser and TrimUser act on index entries that may be stale.
+	// KEYS record, deadlines; ARGV key, user, tombstone lifetime. Returns
+	// {1, metadata} deleted; {2, new key} for a session of the user that a
+	// Rekey is moving (the marker is deleted, and the caller follows to
+	// the new key); {3} for someone else's; {0} for no session, after
+	// leaving a tombstone that makes a Rekey about to create this key
+	// fail.
+	redisDestroyOwned = redis.NewScript(luaPrelude + `
+local rk = KEYS[1]
+local r = redis.call('HMGET', rk, unpack(meta))
+if r[10] then
+  if r[1] == ARGV[2] then
+    redis.call('DEL', rk)
+    return {2, r[10]}
+  end
+  return {3}
+end
+if not r[4] then
+  redis.call('HSET', rk, 'x', '1')
+  redis.call('PEXPIRE', rk, ARGV[3])
+  return {0}
+end
+if r[1] ~= ARGV[2] then return {3} end
+redis.call('DEL', rk)
+redis.call('ZREM', KEYS[2], member(ARGV[1], ARGV[2]))
+return {1, r}
+`)
+
+	// redisPruneShard removes up to ARGV[2] entries of expired sessions
+	// from one shard's deadline set, with the records Redis has not yet
+	// expired by itself. KEYS deadlines; ARGV the shard's record prefix,
+	// limit. Returns member, metadata (empty when Redis had already
+	// expired the record) for each.
+	redisPruneShard = redis.NewScript(luaPrelude + `
+local dk, prefix = KEYS[1], ARGV[1]
+local now = now_us()
+local out = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', num(now), 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local colon = string.find(m, ':', 1, true)
+  local n = tonumber(string.sub(m, 1, colon - 1))
+  local key = string.sub(m, colon + 1, colon + n)
+  local rk = prefix .. key
+  local r = redis.call('HMGET', rk, unpack(meta))
+  local e, info, gone = tonumber(r[4]), {}, true
+  if e and not r[10] then
+    local d = deadline(e, tonumber(r[6] or '0') or 0)
+    if d > now then
+      gone = false
+      if m == member(key, r[1] or '') then redis.call('ZADD', dk, num(d), m) else redis.call('ZREM', dk, m) end
+    else
+      redis.call('DEL', rk)
+      info = r
+    end
+  end
+  if gone then
+    redis.call('ZREM', dk, m)
+    out[#out + 1] = m
+    out[#out + 1] = info
+  end
+end
+return out
+`)
+
+	// redisUserIndex edits and reads one user's index. KEYS the index;
+	// ARGV n, then n pairs of score and key to add, then keys to remove.
+	// It drops entries whose absolute expiry has passed, keeps the index
+	// alive as long as its latest entry (forever while an entry is +inf,
+	// provisional), and returns {now, keys}.
+	redisUserIndex = redis.NewScript(luaPrelude + `
+local uk = KEYS[1]
+local n = tonumber(ARGV[1])
+local i = 2
+for j = 1, n do
+  redis.call('ZADD', uk, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV do redis.call('ZREM', uk, ARGV[j]) end
+local now = now_us()
+redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. num(now))
+local top = redis.call('ZRANGE', uk, -1, -1, 'WITHSCORES')
+if #top == 0 then return {num(now), {}} end
+if top[2] == 'inf' then redis.call('PERSIST', uk) else expire_at(uk, tonumber(top[2])) end
+return {num(now), redis.call('ZRANGE', uk, 0, -1)}
+`)
+)
