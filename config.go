@@ -14,6 +14,7 @@ import (
 
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/redact"
+	"github.com/smartscheduler/session/internal/redisurl"
 )
 
 // minSecretLength is the shortest SESSION_SECRET production accepts, in bytes.
@@ -103,6 +104,21 @@ type Config struct {
 	// (SESSION_PRUNE_INTERVAL), with jitter so instances spread out. The
 	// default is 5 minutes.
 	PruneInterval time.Duration
+
+	// UseRedis selects the Redis store (USE_REDIS=true), shared by every
+	// instance like PostgreSQL; it excludes UsePostgres. The default is
+	// false.
+	UseRedis bool
+
+	// RedisURL is the Redis server or cluster (REDIS_URL), used when
+	// UseRedis is true: redis://user:password@host:6379/0, rediss:// for
+	// TLS, and for a cluster redis://host1:7000?addr=host2:7000&addr=... or
+	// cluster=true. The default is none.
+	RedisURL string
+
+	// RedisCluster makes RedisURL a Redis Cluster even when it names one
+	// node without cluster=true (REDIS_CLUSTER=true). The default is false.
+	RedisCluster bool
 }
 
 // Defaults for Config fields left at their zero value; each field's
@@ -236,6 +252,9 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	autoMigrate := true
 	parseBool("SESSION_AUTO_MIGRATE", &autoMigrate)
 	c.ManualMigrations = !autoMigrate
+	parseBool("USE_REDIS", &c.UseRedis)
+	c.RedisURL = get("REDIS_URL")
+	parseBool("REDIS_CLUSTER", &c.RedisCluster)
 	if v := get("SESSION_MAX_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -298,7 +317,7 @@ func (c Config) validate(ownStore bool) error {
 		} else if why := secretWeakness(c.Secret); why != "" {
 			bad("SESSION_SECRET", why, secretFix)
 		}
-		if !c.UsePostgres && !c.AllowMemoryStore && !ownStore {
+		if !c.UsePostgres && !c.UseRedis && !c.AllowMemoryStore && !ownStore {
 			bad("USE_POSTGRES", "is not true; the memory store loses every session on restart and cannot be shared by instances",
 				"set USE_POSTGRES=true and DATABASE_URL, or SESSION_ALLOW_MEMORY_STORE=true to accept a single process")
 		}
@@ -316,6 +335,17 @@ func (c Config) validate(ownStore bool) error {
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
 			bad("DATABASE_URL", "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
+		}
+	}
+	if c.UseRedis && !ownStore {
+		if c.UsePostgres {
+			bad("USE_REDIS", "and USE_POSTGRES are both true, but sessions live in one store",
+				"set only one of them: USE_REDIS=true with REDIS_URL, or USE_POSTGRES=true with DATABASE_URL")
+		}
+		if c.RedisURL == "" {
+			bad("REDIS_URL", "is not set but USE_REDIS=true", "set it to redis://user:password@host:6379/0 (rediss:// for TLS; a cluster: redis://host1:7000?addr=host2:7000)")
+		} else if _, err := redisurl.Parse(c.RedisURL, c.RedisCluster); err != nil {
+			bad("REDIS_URL", redisurl.Redact(err.Error(), c.RedisURL), "")
 		}
 	}
 	d := c.withDefaults()
@@ -397,6 +427,10 @@ func (c Config) LogValue() slog.Value {
 	if c.DatabaseURL != "" {
 		db = redact.DatabaseURL(c.DatabaseURL)
 	}
+	redisWhere := ""
+	if c.RedisURL != "" {
+		redisWhere = redisurl.Describe(c.RedisURL, c.RedisCluster)
+	}
 	return slog.GroupValue(
 		slog.Bool("production", c.Production),
 		slog.Bool("use_postgres", c.UsePostgres),
@@ -407,5 +441,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("lifetime", c.Lifetime),
 		slog.Duration("idle_timeout", c.IdleTimeout),
 		slog.String("table", c.Table),
+		slog.Bool("use_redis", c.UseRedis),
+		slog.String("redis", redisWhere),
 	)
 }
