@@ -106,6 +106,21 @@ func (t Target) NewClient() redis.UniversalClient {
 	return redis.NewClient(&opts)
 }
 
+// WithPoolSize returns the target with n connections per node, for a
+// client sized to its load (sessionbench); 0 keeps go-redis's default.
+func (t Target) WithPoolSize(n int) Target {
+	if t.Cluster {
+		opts := *t.cluster
+		opts.PoolSize = n
+		t.cluster = &opts
+	} else {
+		opts := *t.single
+		opts.PoolSize = n
+		t.single = &opts
+	}
+	return t
+}
+
 // Redact removes the password of rawURL from msg, in every form it could
 // take there: as written, percent-decoded and percent-encoded.
 func Redact(msg, rawURL string) string {
