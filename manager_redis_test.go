@@ -201,12 +201,14 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 			{"/get?key=color", 1},
 			{"/destroy", 1}, // an anonymous session's logout
 		}
-		for range 3 {
+		// The first pass also reads the server's clock, which the store
+		// then estimates for 30 seconds; the next two count.
+		for pass := range 3 {
 			c := a.client(t)
 			for _, step := range steps {
 				before := a.commands.n.Load()
 				fetchOK(t, c, a.URL+step.path)
-				if got := a.commands.n.Load() - before; got != step.want {
+				if got := a.commands.n.Load() - before; pass > 0 && got != step.want {
 					t.Errorf("%s sent %d Redis commands; want %d", step.path, got, step.want)
 				}
 			}

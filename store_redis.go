@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,7 @@ type RedisOptions struct {
 type RedisStore struct {
 	client redis.UniversalClient
 	keys   rediskeys.Layout
+	clock  serverClock
 	// nextShard is where the next Prune starts, so that successive calls
 	// walk every shard in turn.
 	nextShard atomic.Int64
@@ -150,21 +152,32 @@ func openRedisStore(ctx context.Context, redisURL string, cluster bool, timeout 
 	return s, client.Close, nil
 }
 
-// Load implements Store in one script: the hash and the server's clock.
+// Load implements Store with one HGETALL. Redis deletes a session's key at
+// its deadline by itself; Load also compares the deadline with the
+// server's clock, as estimated from the last script that read it (see
+// serverClock), to the microsecond.
 func (s *RedisStore) Load(ctx context.Context, key string) (*Record, error) {
-	res, err := redisLoad.Run(ctx, s.client, []string{s.keys.Record(key)}).Slice()
-	if err != nil {
-		return nil, s.fail(ctx, "load", key, err)
+	rk := s.keys.Record(key)
+	var fields map[string]string
+	now, fresh := s.clock.now()
+	if fresh {
+		var err error
+		if fields, err = s.client.HGetAll(ctx, rk).Result(); err != nil {
+			return nil, s.fail(ctx, "load", key, err)
+		}
+	} else {
+		var hash *redis.MapStringStringCmd
+		var clock *redis.TimeCmd
+		if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			hash, clock = p.HGetAll(ctx, rk), p.Time(ctx)
+			return nil
+		}); err != nil {
+			return nil, s.fail(ctx, "load", key, err)
+		}
+		fields, now = hash.Val(), clock.Val()
+		s.clock.observe(now)
 	}
-	if len(res) != 3 {
-		return nil, s.malformed("load", key)
-	}
-	now, err := redisTime(res[0], res[1])
-	if err != nil {
-		return nil, s.fail(ctx, "load", key, err)
-	}
-	hash, _ := res[2].([]any)
-	rec, err := decodeHash(hash)
+	rec, err := decodeMap(fields)
 	if err != nil {
 		return nil, s.decodeError(key, err)
 	}
@@ -175,6 +188,33 @@ func (s *RedisStore) Load(ctx context.Context, key string) (*Record, error) {
 	return rec, nil
 }
 
+// serverClock estimates the Redis server's clock from this process's: the
+// offset between them as the last script that read TIME found it. Every
+// write reads it, so a process that writes keeps it fresh; one that only
+// reads pipelines a TIME with a Load every redisClockRefresh.
+type serverClock struct {
+	mu       sync.Mutex
+	offset   time.Duration
+	observed time.Time // this process's clock then, zero before the first
+}
+
+// redisClockRefresh is how old an estimate of the server's clock may get.
+const redisClockRefresh = 30 * time.Second
+
+func (c *serverClock) now() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	local := time.Now()
+	return local.Add(c.offset).Truncate(time.Microsecond), !c.observed.IsZero() && local.Sub(c.observed) < redisClockRefresh
+}
+
+func (c *serverClock) observe(server time.Time) {
+	local := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset, c.observed = server.Sub(local), local
+}
+
 // Insert implements Store. A session with a user is indexed before it is
 // written and again after (see RedisStore on the user index).
 func (s *RedisStore) Insert(ctx context.Context, key string, rec *Record) error {
@@ -183,12 +223,13 @@ func (s *RedisStore) Insert(ctx context.Context, key string, rec *Record) error 
 			return s.fail(ctx, "insert", key, err)
 		}
 	}
-	args := append([]any{rec.deadline().UnixMicro(), rediskeys.Member(key, rec.UserID)}, recordFields(rec)...)
+	d := rec.deadline().UnixMicro()
+	args := append([]any{d, rediskeys.Member(key, rec.UserID), (d + 999) / 1000}, recordFields(rec)...)
 	n, err := redisInsert.Run(ctx, s.client, []string{s.keys.Record(key), s.keys.DeadlinesOf(key)}, args...).Int()
 	if err != nil {
 		return s.fail(ctx, "insert", key, err)
 	}
-	if n == 0 {
+	if n != 1 {
 		return ErrConflict
 	}
 	if rec.UserID != "" {
@@ -208,8 +249,17 @@ func (s *RedisStore) Apply(ctx context.Context, key string, change Change) (*Rec
 			return nil, s.fail(ctx, "apply", key, err)
 		}
 	}
-	args := redisChangeArgs([]any{key}, change, change.IdleTimeout)
-	res, err := redisApply.Run(ctx, s.client, []string{s.keys.Record(key), s.keys.DeadlinesOf(key)}, args...).Slice()
+	script, args := redisApply, []any(nil)
+	if onlySets(change) {
+		script, args = redisSet, make([]any, 0, 2+2*len(change.Set))
+		args = append(args, key, change.IdleTimeout.Microseconds())
+		for k, v := range change.Set {
+			args = append(args, k, []byte(v))
+		}
+	} else {
+		args = redisChangeArgs([]any{key}, change, change.IdleTimeout)
+	}
+	res, err := script.Run(ctx, s.client, []string{s.keys.Record(key), s.keys.DeadlinesOf(key)}, args...).Slice()
 	if err != nil {
 		return nil, s.fail(ctx, "apply", key, err)
 	}
@@ -233,6 +283,7 @@ func (s *RedisStore) Apply(ctx context.Context, key string, change Change) (*Rec
 	if rec.LoadedAt, err = parseMicros(res[1]); err != nil {
 		return nil, s.decodeError(key, err)
 	}
+	s.clock.observe(rec.LoadedAt)
 	before, _ := res[3].(string)
 	if change.UserID != nil || !change.Expiry.IsZero() {
 		if err := s.reindex(ctx, key, before, rec); err != nil {
@@ -240,6 +291,13 @@ func (s *RedisStore) Apply(ctx context.Context, key string, change Change) (*Rec
 		}
 	}
 	return rec, nil
+}
+
+// onlySets reports whether change only sets values, if any, with no size
+// cap to check: what redisSet does.
+func onlySets(c Change) bool {
+	return !c.Clear && len(c.Delete) == 0 && c.UserID == nil && c.Persistent == nil && c.Expiry.IsZero() &&
+		c.SessionIdleTimeout == nil && (c.MaxSize <= 0 || len(c.Set) == 0)
 }
 
 // reindex lists the session under key in its user's index with its
@@ -827,7 +885,7 @@ func flag(b bool) string {
 	return "0"
 }
 
-// recordFields returns rec as the hash's fields and values.
+// recordFields returns rec as the hash's fields and values, "e" first.
 func recordFields(rec *Record) []any {
 	f := make([]any, 0, 16+2*len(rec.Values))
 	f = append(f, "e", rec.Expiry.UnixMicro(), "c", rec.Created.UnixMicro(), "p", flag(rec.Persistent))
@@ -957,18 +1015,6 @@ func parseMicros(v any) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%v is not a time in microseconds", v)
 	}
 	return time.UnixMicro(us), nil
-}
-
-// redisTime reads TIME's two parts, seconds and microseconds.
-func redisTime(sec, usec any) (time.Time, error) {
-	s, _ := sec.(string)
-	u, _ := usec.(string)
-	secs, err1 := strconv.ParseInt(s, 10, 64)
-	us, err2 := strconv.ParseInt(u, 10, 64)
-	if err1 != nil || err2 != nil {
-		return time.Time{}, fmt.Errorf("redis TIME answered %v %v", sec, usec)
-	}
-	return time.Unix(secs, us*1000), nil
 }
 
 // replyStatus is the leading integer of a script's reply.

@@ -48,19 +48,22 @@ local function number(rk, field, v)
 end
 `
 
-// luaChange applies a Change, encoded in ARGV from index i by redisChangeArgs,
-// to the live record rk at time now. It returns nil when rk holds no live
-// session, false when the values would exceed the size cap (having changed
-// nothing), and otherwise the user before, the user after and the new
-// deadline. A change that sets, deletes and clears no value writes only
-// the metadata: a touch leaves the values alone.
+// luaChange applies a Change, encoded in ARGV from index i by
+// redisChangeArgs, to the live record rk at time now. It returns nil when
+// rk holds no live session, false when the values would exceed the size
+// cap (having changed nothing), and otherwise the user before, the user
+// after, the new deadline, the old one and the new metadata (as HMGET of
+// meta). A change that sets, deletes and clears no value writes only the
+// metadata: a touch leaves the values alone. The common write is two
+// commands, an HMGET and an HSET.
 const luaChange = `
 local function change(rk, now, i)
-  local r = redis.call('HMGET', rk, 'e', 'ie', 'it', 'u', 'm')
-  if not r[1] or r[5] then return nil end
-  local e, ie, it = number(rk, 'e', r[1]), number(rk, 'ie', r[2] or '0'), number(rk, 'it', r[3] or '0')
-  local user = r[4] or ''
-  if deadline(e, ie) <= now then return nil end
+  local r = redis.call('HMGET', rk, unpack(meta))
+  if not r[4] or r[10] then return nil end
+  local e, it, ie = number(rk, 'e', r[4]), number(rk, 'it', r[5] or '0'), number(rk, 'ie', r[6] or '0')
+  local user = r[1] or ''
+  local olddl = deadline(e, ie)
+  if olddl <= now then return nil end
   local clear = ARGV[i] == '1'
   local nd = tonumber(ARGV[i + 1])
   i = i + 2
@@ -72,11 +75,11 @@ local function change(rk, now, i)
   end
   local ns = tonumber(ARGV[i])
   i = i + 1
-  local sets, setf = {}, {}
+  local sets, f = {}, {}
   for j = 1, ns do
     sets[ARGV[i]] = ARGV[i + 1]
-    setf[#setf + 1] = 'v:' .. ARGV[i]
-    setf[#setf + 1] = ARGV[i + 1]
+    f[#f + 1] = 'v:' .. ARGV[i]
+    f[#f + 1] = ARGV[i + 1]
     i = i + 2
   end
   local userset, newuser = ARGV[i] == '1', ARGV[i + 1]
@@ -88,9 +91,9 @@ local function change(rk, now, i)
     if not clear then
       local all = redis.call('HGETALL', rk)
       for j = 1, #all, 2 do
-        local f = all[j]
-        if string.sub(f, 1, 2) == 'v:' then
-          local name = string.sub(f, 3)
+        local name = all[j]
+        if string.sub(name, 1, 2) == 'v:' then
+          name = string.sub(name, 3)
           if not deleted[name] and sets[name] == nil then size = size + #name + #all[j + 1] + 4 end
         end
       end
@@ -100,34 +103,44 @@ local function change(rk, now, i)
   end
   if clear then
     local vs = {}
-    for _, f in ipairs(redis.call('HKEYS', rk)) do
-      if string.sub(f, 1, 2) == 'v:' then vs[#vs + 1] = f end
+    for _, name in ipairs(redis.call('HKEYS', rk)) do
+      if string.sub(name, 1, 2) == 'v:' then vs[#vs + 1] = name end
     end
     hmulti('HDEL', rk, vs)
   end
   hmulti('HDEL', rk, dels)
-  hmulti('HSET', rk, setf)
   local olduser = user
-  local f = {}
   if userset then
     user = newuser
     if user == '' then redis.call('HDEL', rk, 'u') else f[#f + 1] = 'u'; f[#f + 1] = user end
+    r[1] = user ~= '' and user
   end
   if itset then
     it = newit
     if it == 0 then redis.call('HDEL', rk, 'it') else f[#f + 1] = 'it'; f[#f + 1] = num(it) end
+    r[5] = it > 0 and num(it)
   end
-  if exp ~= '' then e = tonumber(exp) end
+  if exp ~= '' then
+    e = tonumber(exp)
+    r[4] = exp
+    f[#f + 1] = 'e'; f[#f + 1] = exp
+  end
   local idle = it
   if idle == 0 then idle = cfgidle end
   if idle > 0 then ie = now + idle end
   if ie > e then ie = e end
-  f[#f + 1] = 'e'; f[#f + 1] = num(e)
-  f[#f + 1] = 'ls'; f[#f + 1] = num(now)
-  if ie > 0 then f[#f + 1] = 'ie'; f[#f + 1] = num(ie) end
-  if pers ~= '' then f[#f + 1] = 'p'; f[#f + 1] = pers end
-  redis.call('HSET', rk, unpack(f))
-  return {olduser, user, deadline(e, ie)}
+  r[7] = num(now)
+  f[#f + 1] = 'ls'; f[#f + 1] = r[7]
+  if ie > 0 then
+    r[6] = num(ie)
+    f[#f + 1] = 'ie'; f[#f + 1] = r[6]
+  end
+  if pers ~= '' then
+    r[2] = pers
+    f[#f + 1] = 'p'; f[#f + 1] = pers
+  end
+  hmulti('HSET', rk, f)
+  return {olduser, user, deadline(e, ie), olddl, r}
 end
 `
 
@@ -136,7 +149,7 @@ end
 // member m in the deadline set dk.
 const luaWrite = `
 local function write(rk, dk, d, m, i)
-  redis.call('DEL', rk)
+  if redis.call('EXISTS', rk) == 1 then redis.call('DEL', rk) end
   local f = {}
   for j = i, #ARGV do f[#f + 1] = ARGV[j] end
   hmulti('HSET', rk, f)
@@ -146,35 +159,80 @@ end
 `
 
 var (
-	// redisLoad returns the server's clock and the whole hash; Go judges
-	// whether it is a live session.
-	redisLoad = redis.NewScript(`
-local h = redis.call('HGETALL', KEYS[1])
-local t = redis.call('TIME')
-return {t[1], t[2], h}
-`)
-
-	// redisInsert: KEYS record, deadlines; ARGV deadline, member, fields.
-	// 0 if a record (live, expired or moved) holds the key.
-	redisInsert = redis.NewScript(luaPrelude + luaWrite + `
-if redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
-write(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 3)
+	// redisInsert: KEYS record, deadlines; ARGV deadline (microseconds),
+	// member, deadline (milliseconds, rounded up), then the fields, "e"
+	// first. Returns 0 if a record (live, expired or moved) holds the key.
+	// HSETNX of "e" is the check and the first write in one command; a
+	// tombstone's "x" may stay beside the new record, where nothing reads
+	// it. Four commands in all: this is every new session's cost.
+	redisInsert = redis.NewScript(`
+local rk = KEYS[1]
+if redis.call('HSETNX', rk, 'e', ARGV[5]) == 0 then return 0 end
+local n = #ARGV
+for j = 6, n, 1000 do redis.call('HSET', rk, unpack(ARGV, j, math.min(j + 999, n))) end
+redis.call('PEXPIREAT', rk, ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 `)
 
 	// redisApply: KEYS record, deadlines; ARGV key, change. Returns
 	// {1, now, metadata, user before}, {0} for no live session, {-1} for
-	// too large.
+	// too large. The key's TTL and the deadline set change only when the
+	// deadline or the user does.
 	redisApply = redis.NewScript(luaPrelude + luaChange + `
 local rk, dk, key = KEYS[1], KEYS[2], ARGV[1]
 local now = now_us()
 local r = change(rk, now, 2)
 if r == nil then return {0} end
 if r == false then return {-1} end
-expire_at(rk, r[3])
-if r[1] ~= r[2] then redis.call('ZREM', dk, member(key, r[1])) end
-redis.call('ZADD', dk, num(r[3]), member(key, r[2]))
-return {1, num(now), redis.call('HMGET', rk, unpack(meta)), r[1]}
+if r[3] ~= r[4] then expire_at(rk, r[3]) end
+if r[1] ~= r[2] then
+  redis.call('ZREM', dk, member(key, r[1]))
+  redis.call('ZADD', dk, num(r[3]), member(key, r[2]))
+elseif r[3] ~= r[4] then
+  redis.call('ZADD', dk, num(r[3]), member(key, r[2]))
+end
+return {1, num(now), r[5], r[1]}
+`)
+
+	// redisSet is redisApply for the changes most requests make: values
+	// set and nothing else, or nothing at all (a touch). It answers as
+	// redisApply does with half its work: three commands (TIME, HMGET,
+	// HSET) unless the deadline moves. KEYS record, deadlines; ARGV key,
+	// configured idle timeout, then name and value pairs.
+	redisSet = redis.NewScript(`
+local rk = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local r = redis.call('HMGET', rk, 'u', 'p', 'c', 'e', 'it', 'ie', 'ls', 'ua', 'ip', 'm')
+if not r[4] or r[10] then return {0} end
+local e, it, ie = tonumber(r[4]), tonumber(r[5] or '0'), tonumber(r[6] or '0')
+if e == nil or it == nil or ie == nil then error({err = 'ERR session record ' .. rk .. ' does not decode'}) end
+local old = e
+if ie > 0 and ie < e then old = ie end
+if old <= now then return {0} end
+local ls = string.format('%.0f', now)
+local f = {'ls', ls}
+local idle = it
+if idle == 0 then idle = tonumber(ARGV[2]) end
+local d = old
+if idle > 0 then
+  ie = math.min(now + idle, e)
+  d = ie
+  r[6] = string.format('%.0f', ie)
+  f[3], f[4] = 'ie', r[6]
+end
+for j = 3, #ARGV, 2 do
+  f[#f + 1] = 'v:' .. ARGV[j]
+  f[#f + 1] = ARGV[j + 1]
+end
+for j = 1, #f, 1000 do redis.call('HSET', rk, unpack(f, j, math.min(j + 999, #f))) end
+if d ~= old then
+  redis.call('PEXPIREAT', rk, string.format('%.0f', math.ceil(d / 1000)))
+  redis.call('ZADD', KEYS[2], string.format('%.0f', d), #ARGV[1] .. ':' .. ARGV[1] .. (r[1] or ''))
+end
+r[7] = ls
+return {1, ls, r, r[1] or ''}
 `)
 
 	// redisTake is the first step of Rekey: on the old key's node, it
