@@ -296,6 +296,9 @@ time: if an app instance is pruning right now, this deletes nothing.`)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisPrune(ctx, cfg, flags, stdout, stderr)
+	}
 	return withTable(ctx, "prune", env, flags, stderr, func(ctx context.Context, t *table) error {
 		n := 0
 		for {
@@ -326,6 +329,9 @@ table, so it is for operators and dashboards, not health checks.`)
 	flags := addDatabaseFlags(fs)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
+	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisStats(ctx, cfg, flags, *asJSON, stdout, stderr)
 	}
 	return withTable(ctx, "stats", env, flags, stderr, func(ctx context.Context, t *table) error {
 		st, err := tableStats(ctx, t)
@@ -381,6 +387,9 @@ Session.SetUser.`)
 	}
 	if *user == "" {
 		return usageError(fs, stderr, "--user is required")
+	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisRevoke(ctx, cfg, flags, *user, stdout, stderr)
 	}
 	return withTable(ctx, "revoke", env, flags, stderr, func(ctx context.Context, t *table) error {
 		revoked, err := t.store.DestroyUser(ctx, *user, "")
