@@ -117,26 +117,20 @@ func (c *Cluster) Restart(t testing.TB, i int) {
 // NodeOf returns the index of the node serving key's slot.
 func (c *Cluster) NodeOf(t testing.TB, key string) int {
 	t.Helper()
-	ctx := context.Background()
-	for i, n := range c.Nodes {
-		client := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1})
-		slot, err1 := client.ClusterKeySlot(ctx, key).Result()
-		slots, err2 := client.ClusterSlots(ctx).Result()
-		client.Close()
-		if err := errors.Join(err1, err2); err != nil {
-			continue // a dead node; another answers
-		}
-		for _, r := range slots {
-			if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
-				for j, m := range c.Nodes {
-					if m.Addr() == r.Nodes[0].Addr {
-						return j
-					}
-				}
-			}
-		}
-		t.Fatalf("redistest: node %d knows no owner of slot %d", i, slot)
+	client, err := newClient(c.URL())
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
-	t.Fatal("redistest: no node of the cluster answers")
+	defer client.Close()
+	master, err := client.(*redis.ClusterClient).MasterForKey(context.Background(), key)
+	if err != nil {
+		t.Fatalf("redistest: the node of %s: %v", key, err)
+	}
+	for i, n := range c.Nodes {
+		if n.Addr() == master.Options().Addr {
+			return i
+		}
+	}
+	t.Fatalf("redistest: %s is served by %s, no node of this cluster", key, master.Options().Addr)
 	return -1
 }
