@@ -367,12 +367,15 @@ func (s *RedisStore) Rekey(ctx context.Context, oldKey, newKey string, change Ch
 		}
 		return nil, err
 	}
-	if err := s.reindex(ctx, newKey, "", rec); err != nil {
-		return nil, s.fail(ctx, "rekey", newKey, err)
+	// The session has moved: from here on a failure must not fail the
+	// renewal. create indexed the new key already; this second entry only
+	// restores one that a concurrent read of the index dropped while the
+	// key did not exist yet. The old key's entry, if left, is one that
+	// every read of the index drops.
+	if rec.UserID != "" {
+		_ = s.indexUser(ctx, rec.UserID, []indexEntry{{rec.Expiry.UnixMicro(), newKey}}, nil)
 	}
 	if before != "" {
-		// The old key's entry; failing to drop it leaves an entry that
-		// every read of the index drops.
 		s.unindexQuietly(ctx, before, oldKey)
 	}
 	return rec, nil
