@@ -39,8 +39,8 @@ type RedisOptions struct {
 // key the store writes has a TTL, so volatile-* policies evict sessions
 // and user indexes as readily as allkeys-* ones (sessionctl check says so).
 //
-// Every change is one Lua script, run atomically on the node that holds
-// the session: Apply merges a request's changes into the session as it is
+// A read is one HGETALL. Every change is one Lua script, run atomically on
+// the node that holds the session: Apply merges a request's changes into the session as it is
 // (two requests setting different keys both land; a session deleted
 // meanwhile is never re-created); a change that writes no value only
 // slides the idle expiry. Each session's key expires by itself at the
@@ -51,8 +51,9 @@ type RedisOptions struct {
 // Keys: a session is one hash in one of 1024 shards; the shard is the key's
 // hash tag, so a session's hash and its shard's deadline set share a slot
 // and change together. The deadline sets let Prune find expired entries
-// without scanning the keyspace: one small script per shard, 1024 per full
-// pass, each returning at most the batch asked for. A user's sessions are
+// without scanning the keyspace: a full pass is 1024 ZCOUNTs in 16 round
+// trips, plus one small script per shard that holds expired entries, each
+// removing at most what the batch has room for. A user's sessions are
 // listed in a sorted set in the user's own slot, scored by their absolute
 // expiry; ListUser, DestroyUser and TrimUser read it and then each session,
 // pipelined, never scanning.
