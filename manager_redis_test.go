@@ -347,3 +347,25 @@ func TestRedisConfig(t *testing.T) {
 	}
 	assertHidden(t, "S3cretPW", nil, cfg.String(), logs.String())
 }
+
+// TestRedisClusterURLErrorNamesEveryHost: a cluster none of whose nodes
+// answers fails New with ErrUnavailable, naming every node it was given.
+func TestRedisClusterURLErrorNamesEveryHost(t *testing.T) {
+	t.Parallel()
+	ports := []int{closedPort(t), closedPort(t), closedPort(t)}
+	redisURL := fmt.Sprintf("redis://:S3c%%40ret@127.0.0.1:%d?addr=127.0.0.1:%d&addr=127.0.0.1:%d", ports[0], ports[1], ports[2])
+	_, err := session.New(t.Context(), session.Config{UseRedis: true, RedisURL: redisURL, Secret: randomSecret(t), StoreTimeout: time.Second},
+		session.WithLogger(discardLogger))
+	if !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("New = %v; want ErrUnavailable", err)
+	}
+	for _, port := range ports {
+		if !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) {
+			t.Errorf("the error does not name the node on port %d: %v", port, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "cluster") {
+		t.Errorf("the error does not say it is a cluster: %v", err)
+	}
+	assertHidden(t, "S3c@ret", err)
+}
