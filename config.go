@@ -19,6 +19,7 @@ import (
 	"github.com/smartscheduler/session/internal/defaults"
 	"github.com/smartscheduler/session/internal/entropy"
 	"github.com/smartscheduler/session/internal/redact"
+	"github.com/smartscheduler/session/internal/redisurl"
 )
 
 // minSecretLength is the shortest SESSION_SECRET production accepts, in bytes.
@@ -221,6 +222,21 @@ type Config struct {
 	// database and neither PGTZ nor an options= parameter sets a zone for
 	// this one (node-postgres reads neither); sessionctl check shows both.
 	ExpressTimeZone string
+
+	// UseRedis selects the Redis store (USE_REDIS=true), shared by every
+	// instance like PostgreSQL; it excludes UsePostgres. The default is
+	// false.
+	UseRedis bool
+
+	// RedisURL is the Redis server or cluster (REDIS_URL), used when
+	// UseRedis is true: redis://user:password@host:6379/0, rediss:// for
+	// TLS, and for a cluster redis://host1:7000?addr=host2:7000&addr=... or
+	// cluster=true. The default is none.
+	RedisURL string
+
+	// RedisCluster makes RedisURL a Redis Cluster even when it names one
+	// node without cluster=true (REDIS_CLUSTER=true). The default is false.
+	RedisCluster bool
 }
 
 // Defaults for Config fields left at their zero value; each field's
@@ -368,6 +384,9 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	autoMigrate := true
 	parseBool("SESSION_AUTO_MIGRATE", &autoMigrate)
 	c.ManualMigrations = !autoMigrate
+	parseBool("USE_REDIS", &c.UseRedis)
+	c.RedisURL = get("REDIS_URL")
+	parseBool("REDIS_CLUSTER", &c.RedisCluster)
 	if v := get("SESSION_MAX_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
 		switch {
@@ -660,7 +679,7 @@ func (c Config) validate(ownStore bool) error {
 			}
 			bad("SESSION_SECRET", why, fix)
 		}
-		if !c.UsePostgres && !c.AllowMemoryStore && !ownStore {
+		if !c.UsePostgres && !c.UseRedis && !c.AllowMemoryStore && !ownStore {
 			bad("USE_POSTGRES", "is not true; the memory store loses every session on restart and cannot be shared by instances",
 				"set USE_POSTGRES=true and DATABASE_URL, or SESSION_ALLOW_MEMORY_STORE=true to accept a single process")
 		}
@@ -689,6 +708,17 @@ func (c Config) validate(ownStore bool) error {
 		} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
 			bad("DATABASE_URL", "is not a valid PostgreSQL connection string (value not shown: it may hold a password)",
 				"use the form postgres://user:password@host:5432/database, percent-encoding special characters in the password")
+		}
+	}
+	if c.UseRedis && !ownStore {
+		if c.UsePostgres {
+			bad("USE_REDIS", "and USE_POSTGRES are both true, but sessions live in one store",
+				"set only one of them: USE_REDIS=true with REDIS_URL, or USE_POSTGRES=true with DATABASE_URL")
+		}
+		if c.RedisURL == "" {
+			bad("REDIS_URL", "is not set but USE_REDIS=true", "set it to redis://user:password@host:6379/0 (rediss:// for TLS; a cluster: redis://host1:7000?addr=host2:7000)")
+		} else if _, err := redisurl.Parse(c.RedisURL, c.RedisCluster); err != nil {
+			bad("REDIS_URL", redisurl.Redact(err.Error(), c.RedisURL), "")
 		}
 	}
 	d := c.withDefaults()
@@ -814,6 +844,10 @@ func (c Config) LogValue() slog.Value {
 	if c.DatabaseURL != "" {
 		db = redact.DatabaseURL(c.DatabaseURL)
 	}
+	redisWhere := ""
+	if c.RedisURL != "" {
+		redisWhere = redisurl.Describe(c.RedisURL, c.RedisCluster)
+	}
 	return slog.GroupValue(
 		slog.Bool("production", c.Production),
 		slog.String("mode", c.modeText()),
@@ -828,5 +862,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("idle_timeout", d.IdleTimeout),
 		slog.String("table", d.Table),
 		slog.Int("max_size", d.MaxSize),
+		slog.Bool("use_redis", c.UseRedis),
+		slog.String("redis", redisWhere),
 	)
 }

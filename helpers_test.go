@@ -160,8 +160,9 @@ func withCookieOf(t *testing.T, a *pgInstance, c *http.Client, b *pgInstance) *h
 // returns it with a function counting the records its store holds.
 type startFunc func(handler http.Handler) (ts *testServer, records func() int)
 
-// onEachStore runs test once on the memory store and once on PostgreSQL,
-// for behaviour that must not depend on the store.
+// onEachStore runs test on the memory store, on PostgreSQL, and on Redis
+// (a standalone server and a cluster), for behaviour that must not depend
+// on the store.
 func onEachStore(t *testing.T, test func(t *testing.T, start startFunc)) {
 	onEachStoreWith(t, session.Config{}, test)
 }
@@ -188,6 +189,15 @@ func onEachStoreWith(t *testing.T, cfg session.Config, test func(t *testing.T, s
 			}
 		})
 	})
+	for _, setup := range redisSetups {
+		t.Run("redis-"+setup.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, func(handler http.Handler) (*testServer, func() int) {
+				inst := startRedisInstance(t, setup.url(t), "", cfg, handler)
+				return inst.testServer, func() int { return inst.records(t) }
+			})
+		})
+	}
 }
 
 // pgxQueryRow runs a query on a fresh pool of the test server.

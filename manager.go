@@ -64,7 +64,8 @@ func WithClock(now func() time.Time) Option {
 
 // New validates cfg, applies its defaults and builds a Manager. Unless
 // WithStore supplies one, it opens the store Config selects: PostgreSQL
-// (connecting, verifying and migrating within cfg.StoreTimeout) or memory.
+// (connecting, verifying and migrating within cfg.StoreTimeout), Redis
+// (connecting within cfg.StoreTimeout) or memory.
 // Every configuration problem is reported at once.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 	m := &Manager{}
@@ -131,6 +132,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 
 // openStore opens the store the configuration selects.
 func (m *Manager) openStore(ctx context.Context) error {
+	if m.cfg.UseRedis {
+		return m.openRedisStore(ctx)
+	}
 	if !m.cfg.UsePostgres {
 		m.store = newMemoryStore(m.now)
 		return nil
@@ -145,6 +149,19 @@ func (m *Manager) openStore(ctx context.Context) error {
 		return err
 	}
 	m.store, m.closeStore = pg, pool.Close
+	return nil
+}
+
+// openRedisStore connects to RedisURL within StoreTimeout.
+func (m *Manager) openRedisStore(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	store, closeClient, err := openRedisStore(ctx, m.cfg.RedisURL, m.cfg.RedisCluster, m.cfg.StoreTimeout)
+	if err != nil {
+		return err
+	}
+	// A close error at shutdown has nowhere to go.
+	m.store, m.closeStore = store, func() { _ = closeClient() }
 	return nil
 }
 

@@ -65,15 +65,17 @@ func TestPostgresRestartWhileRequestsFlow(t *testing.T) {
 			// bounded by StoreTimeout; three leaves a margin.
 			const requestBound = 3*storeTimeout + time.Second
 			app := startPostgresApp(t, pgtest.Config(t, o.url), o.table, session.Config{StoreTimeout: storeTimeout}, appHandler())
-			runWritersThroughOutage(t, app, o.down, o.up, requestBound)
+			runWritersThroughOutage(t, app.url, o.down, o.up, requestBound)
+			noConnectionsHeld(t, app.pool)
 		})
 	}
 }
 
-// runWritersThroughOutage runs the writers of TestPostgresRestartWhileRequestsFlow.
-// Phase 0 is before the outage, 1 during it, 2 after; each phase's writes go
-// to a key of their own, so that later writes cannot hide a lost one.
-func runWritersThroughOutage(t *testing.T, app *pgApp, down, up func(), requestBound time.Duration) {
+// runWritersThroughOutage runs the writers of TestPostgresRestartWhileRequestsFlow
+// (and of its Redis twin) against the app at url. Phase 0 is before the
+// outage, 1 during it, 2 after; each phase's writes go to a key of their
+// own, so that later writes cannot hide a lost one.
+func runWritersThroughOutage(t *testing.T, url string, down, up func(), requestBound time.Duration) {
 	const writers, acksPerPhase = 8, 3
 	type writer struct {
 		client       *http.Client
@@ -115,7 +117,7 @@ func runWritersThroughOutage(t *testing.T, app *pgApp, down, up func(), requestB
 				p := phase.Load()
 				w.tried[p] = seq
 				start := time.Now()
-				resp, err := w.client.Get(fmt.Sprintf("%s/set?w%dp%d=%d", app.url, i, p, seq))
+				resp, err := w.client.Get(fmt.Sprintf("%s/set?w%dp%d=%d", url, i, p, seq))
 				elapsed := time.Since(start)
 				mu.Lock()
 				slowest = max(slowest, elapsed)
@@ -186,7 +188,7 @@ func runWritersThroughOutage(t *testing.T, app *pgApp, down, up func(), requestB
 	for i, w := range ws {
 		for p := range 3 {
 			key := fmt.Sprintf("w%dp%d", i, p)
-			_, body := fetchOK(t, w.client, app.url+"/get?key="+key)
+			_, body := fetchOK(t, w.client, url+"/get?key="+key)
 			got, _ := strconv.Atoi(body)
 			// A write that failed may still have committed before the
 			// connection went, so anything from the last acknowledged to
@@ -197,7 +199,6 @@ func runWritersThroughOutage(t *testing.T, app *pgApp, down, up func(), requestB
 			}
 		}
 	}
-	noConnectionsHeld(t, app.pool)
 }
 
 // fakeServer listens on a loopback port, hands every connection it accepts

@@ -395,7 +395,9 @@ func (s *Session) Destroy() error {
 // fn runs with the session locked, in this request and in the store
 // (PostgreSQL: a row lock and a pool connection; the memory store: the
 // whole store). It must not call methods of s, which would deadlock, and
-// should not block.
+// should not block. On Redis the store retries instead of locking: fn runs
+// again when another request changed the session first, so it must not
+// have side effects beyond its result.
 func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error)) (T, error) {
 	var result T
 	s.mu.Lock()

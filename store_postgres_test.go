@@ -13,12 +13,14 @@ import (
 
 	"github.com/smartscheduler/session"
 	"github.com/smartscheduler/session/internal/pgtest"
+	"github.com/smartscheduler/session/internal/redistest"
 	"github.com/smartscheduler/session/migrations"
 	"github.com/smartscheduler/session/storetest"
 )
 
-// TestMain stops the throwaway PostgreSQL cluster, if pgtest started one.
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain stops the throwaway PostgreSQL cluster and Redis servers, if
+// pgtest and redistest started any.
+func TestMain(m *testing.M) { pgtest.Main(redistest.Wrap(m)) }
 
 func TestPostgresStoreConformance(t *testing.T) {
 	t.Parallel()

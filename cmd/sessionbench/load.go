@@ -240,13 +240,6 @@ func backendsCPU(pids []int) time.Duration {
 	return total
 }
 
-func (c statementCounts) add(d statementCounts) statementCounts {
-	for i := range c {
-		c[i] += d[i]
-	}
-	return c
-}
-
 // result summarises one server's run of one workload.
 func (m *measurement) result(wl workload, srv *server, workers []*worker) result {
 	var all []time.Duration
@@ -273,9 +266,9 @@ func (m *measurement) result(wl workload, srv *server, workers []*worker) result
 	}
 	r.StatementsPerRequest = float64(m.statements.total()) / float64(r.Requests)
 	r.StatementKinds = map[string]float64{}
-	for i, n := range m.statements {
+	for kind, n := range m.statements {
 		if n > 0 {
-			r.StatementKinds[statementKinds[i]] = float64(n) / float64(r.Requests)
+			r.StatementKinds[kind] = float64(n) / float64(r.Requests)
 		}
 	}
 	return r

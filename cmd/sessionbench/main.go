@@ -1,17 +1,25 @@
 // Command sessionbench measures the session library end to end against
-// PostgreSQL. In one run it starts an HTTP server on the library with its
-// PostgreSQL store and a baseline server with no session library, which
-// makes exactly the one query a request needs, then drives both over
+// PostgreSQL or Redis. In one run it starts an HTTP server on the library
+// with its PostgreSQL store and a baseline server with no session library,
+// which makes exactly the one query a request needs, then drives both over
 // loopback with the same closed-loop load and prints, per workload,
 // throughput, latency, errors, SQL statements per request and the
 // library's throughput as a ratio of the baseline's.
 //
 //	go run ./cmd/sessionbench -duration 10s
+//	go run ./cmd/sessionbench -store redis -redis-url redis://127.0.0.1:6379/0
 //
 // It works in a schema of its own, sessionbench_<random>, dropped at the
 // end. Each workload runs in rounds of baseline, library, library,
 // baseline, slices of at most a second, so that drift (autovacuum, a
 // warming cache, other load on the machine) falls on both servers alike.
+//
+// With -store redis the library runs on its Redis store, the baseline (the
+// floor) makes one Redis command per request (GET to read, HSET or HINCRBY
+// to write, SET for a new session), and a third server runs
+// alexedwards/scs with its go-redis store on the same Redis and routes,
+// each round then going floor, library, scs, scs, library, floor. Its keys
+// are under sessionbench_<random>:, deleted at the end.
 package main
 
 import (
@@ -38,6 +46,8 @@ import (
 
 // options are the command's flags.
 type options struct {
+	store       string // "postgres" or "redis"
+	redisURL    string
 	databaseURL string
 	workers     int
 	duration    time.Duration
@@ -88,7 +98,10 @@ func parseFlags(args []string) (options, error) {
 	defaultURL := cmpOr(os.Getenv("TEST_DATABASE_URL"), os.Getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/test")
 	var opts options
 	var names string
+	fs.StringVar(&opts.store, "store", "postgres", "the library's store: postgres or redis")
 	fs.StringVar(&opts.databaseURL, "database-url", defaultURL, "PostgreSQL `URL` (default: TEST_DATABASE_URL, else DATABASE_URL)")
+	fs.StringVar(&opts.redisURL, "redis-url", cmpOr(os.Getenv("TEST_REDIS_URL"), os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"),
+		"Redis `URL` for -store redis (default: TEST_REDIS_URL, else REDIS_URL); a cluster URL runs no scs server, whose store cannot use one")
 	fs.IntVar(&opts.workers, "workers", 16, "concurrent closed-loop clients, each with its own connection; also each server's pool size")
 	fs.DurationVar(&opts.duration, "duration", 10*time.Second, "measured time per workload per server")
 	fs.IntVar(&opts.sessions, "sessions", 1000, "sessions per server, shared out among the workers")
@@ -112,6 +125,9 @@ func parseFlags(args []string) (options, error) {
 
 func (o options) validate() error {
 	var problems []error
+	if o.store != "postgres" && o.store != "redis" {
+		problems = append(problems, fmt.Errorf("-store is %q: choose postgres or redis", o.store))
+	}
 	switch {
 	case o.workers < 1:
 		problems = append(problems, fmt.Errorf("-workers is %d: it must be at least 1", o.workers))
@@ -180,6 +196,10 @@ type bench struct {
 	admin *pgxpool.Pool
 
 	baseline, library, libraryIdle *server
+	// competitor runs another session library on the same database (scs
+	// on Redis), with an idle timeout for the workloads that want one;
+	// nil when there is none.
+	competitor, competitorIdle *server
 	// cookies holds sessions made on each server, created on first need.
 	cookies map[*server][]string
 }
@@ -187,7 +207,11 @@ type bench struct {
 // run sets up the schema, the pools and the servers, runs every selected
 // workload and tears it all down. progress receives a line per step.
 func run(ctx context.Context, opts options, progress io.Writer) (*report, error) {
+	if opts.store == "redis" {
+		return runRedis(ctx, opts, progress)
+	}
 	rep := &report{
+		Store:       "postgres",
 		Date:        time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		Workers:     opts.workers,
 		Duration:    opts.duration.String(),
@@ -343,11 +367,14 @@ func (b *bench) sessionsOn(ctx context.Context, srv *server) ([]string, error) {
 // order baseline, library, library, baseline, repeated, after an
 // unmeasured warm-up of each.
 func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) {
-	lib := b.library
+	lib, other := b.library, b.competitor
 	if wl.idle {
-		lib = b.libraryIdle
+		lib, other = b.libraryIdle, b.competitorIdle
 	}
 	servers := []*server{b.baseline, lib}
+	if other != nil {
+		servers = append(servers, other)
+	}
 	workers := map[*server][]*worker{}
 	for _, srv := range servers {
 		cookies, err := b.sessionsOn(ctx, srv)
@@ -373,11 +400,19 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 		phase(ctx, srv, workers[srv], wl.name, warmUp, false)
 	}
 
-	// Rounds of baseline, library, library, baseline, each slice at most a
-	// second, so that load from outside the run falls on both servers alike.
+	// Rounds of baseline, library, library, baseline (with a competitor:
+	// baseline, library, competitor, competitor, library, baseline), each
+	// slice at most a second, so that load from outside the run falls on
+	// every server alike.
 	rounds := max(1, int(b.opts.duration/(2*time.Second)))
 	slice := b.opts.duration / time.Duration(2*rounds)
-	measured := map[*server]*measurement{b.baseline: {}, lib: {}}
+	back := slices.Clone(servers)
+	slices.Reverse(back)
+	order := append(slices.Clone(servers), back...)
+	measured := map[*server]*measurement{}
+	for _, srv := range servers {
+		measured[srv] = &measurement{}
+	}
 	if b.opts.cpuProfile != "" {
 		stop, err := startProfile(b.opts.cpuProfile, wl.name)
 		if err != nil {
@@ -385,9 +420,9 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 		}
 		defer stop()
 	}
-	fmt.Fprintf(b.progress, "%-10s %d rounds of baseline, library, library, baseline, %v each\n", wl.name, rounds, slice)
+	fmt.Fprintf(b.progress, "%-10s %d rounds of %s, %v each\n", wl.name, rounds, serverNames(order), slice)
 	for range rounds {
-		for _, srv := range []*server{b.baseline, lib, lib, b.baseline} {
+		for _, srv := range order {
 			if err := measured[srv].run(ctx, srv, workers[srv], wl.name, slice); err != nil {
 				return nil, err
 			}
@@ -406,12 +441,22 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 		}
 		results = append(results, r)
 	}
-	base, library := &results[0], &results[1]
-	if base.RequestsPerSecond > 0 {
-		library.Ratio = library.RequestsPerSecond / base.RequestsPerSecond
+	base := &results[0]
+	for i := range results[1:] {
+		if r := &results[1+i]; base.RequestsPerSecond > 0 {
+			r.Ratio = r.RequestsPerSecond / base.RequestsPerSecond
+		}
 	}
-	library.Target = wl.target
+	results[1].Target = wl.target
 	return results, nil
+}
+
+func serverNames(servers []*server) string {
+	names := make([]string, len(servers))
+	for i, s := range servers {
+		names[i] = s.name
+	}
+	return strings.Join(names, ", ")
 }
 
 // startProfile profiles the whole process; each server's goroutines carry

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +18,8 @@ import (
 
 // report is everything one run measured, with what it ran on.
 type report struct {
+	// Store is the library's store: "postgres" or "redis".
+	Store       string   `json:"store"`
 	Date        string   `json:"date"`
 	Command     string   `json:"command"`
 	Machine     machine  `json:"machine"`
@@ -31,7 +36,8 @@ type machine struct {
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	OS         string `json:"os"`
 	Go         string `json:"go"`
-	PostgreSQL string `json:"postgresql"`
+	PostgreSQL string `json:"postgresql,omitempty"`
+	Redis      string `json:"redis,omitempty"`
 }
 
 // result is one server's run of one workload.
@@ -44,8 +50,9 @@ type result struct {
 	P99               time.Duration `json:"p99_ns"`
 	Errors            int           `json:"errors"`
 	// CPUPerRequest is this process's CPU time (load generator and server)
-	// per request; PostgresCPUPerRequest that of the server's PostgreSQL
-	// backends, nil when they could not be read.
+	// per request; PostgresCPUPerRequest that of the database processes
+	// serving the server (its PostgreSQL backends, or the Redis server),
+	// nil when they could not be read.
 	CPUPerRequest         time.Duration  `json:"cpu_per_request_ns"`
 	PostgresCPUPerRequest *time.Duration `json:"postgres_cpu_per_request_ns,omitempty"`
 	LastError             string         `json:"last_error,omitempty"`
@@ -61,6 +68,13 @@ type result struct {
 }
 
 func describeMachine(ctx context.Context, pool *pgxpool.Pool) (machine, error) {
+	m := hostMachine()
+	err := pool.QueryRow(ctx, "SELECT 'PostgreSQL ' || current_setting('server_version')").Scan(&m.PostgreSQL)
+	return m, err
+}
+
+// hostMachine describes this machine and the Go that runs the bench.
+func hostMachine() machine {
 	m := machine{
 		CPU:        cpuModel(),
 		CPUs:       runtime.NumCPU(),
@@ -71,8 +85,7 @@ func describeMachine(ctx context.Context, pool *pgxpool.Pool) (machine, error) {
 	if release, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.OS += ", Linux " + strings.TrimSpace(string(release))
 	}
-	err := pool.QueryRow(ctx, "SELECT 'PostgreSQL ' || current_setting('server_version')").Scan(&m.PostgreSQL)
-	return m, err
+	return m
 }
 
 func cpuModel() string {
@@ -95,26 +108,31 @@ func (r *report) writeTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
 	fmt.Fprintf(&b, "%s; %s\n", r.Date, r.Command)
-	fmt.Fprintf(&b, "%s, %d CPUs (GOMAXPROCS %d), %s, %s, %s on the same machine\n", m.CPU, m.CPUs, m.GOMAXPROCS, m.OS, m.Go, m.PostgreSQL)
+	fmt.Fprintf(&b, "%s, %d CPUs (GOMAXPROCS %d), %s, %s, %s on the same machine\n", m.CPU, m.CPUs, m.GOMAXPROCS, m.OS, m.Go, cmpOr(m.PostgreSQL, m.Redis))
 	fmt.Fprintf(&b, "%d closed-loop workers over loopback, %s per workload per server, %d sessions (%d in the hot workload)\n\n",
 		r.Workers, r.Duration, r.Sessions, r.HotSessions)
-	b.WriteString("| workload | server | req/s | p50 | p99 | errors | CPU µs/req: Go + PG | SQL/req | statements per request | ratio | target |\n")
+	db, unit, what := "PG", "SQL/req", "statements per request"
+	if r.Store == "redis" {
+		db, unit, what = "Redis", "cmds/req", "commands per request"
+	}
+	fmt.Fprintf(&b, "| workload | server | req/s | p50 | p99 | errors | CPU µs/req: Go + %s | %s | %s | ratio | target |\n", db, unit, what)
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|---|--:|---|\n")
 	for _, res := range r.Results {
 		ratio := ""
-		if res.Server == "library" {
+		if res.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2f", res.Ratio)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d | %s | %.2f | %s | %s | %s |\n",
 			res.Workload, res.Server, res.RequestsPerSecond, formatLatency(res.P50), formatLatency(res.P99),
-			res.Errors, formatCPU(res.CPUPerRequest, res.PostgresCPUPerRequest), res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check())
+			res.Errors, formatCPU(res.CPUPerRequest, res.PostgresCPUPerRequest), res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check(unit))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// check states the result's target and whether it was met.
-func (res result) check() string {
+// check states the result's target and whether it was met; unit names
+// what the database was sent per request.
+func (res result) check(unit string) string {
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -125,7 +143,7 @@ func (res result) check() string {
 	case res.LostWrites != nil:
 		return fmt.Sprintf("0 lost writes: %d, %s", *res.LostWrites, verdict(*res.LostWrites == 0))
 	case res.Workload == "untouched" && res.Server == "library":
-		return "0 SQL/req: " + verdict(res.StatementsPerRequest == 0)
+		return "0 " + unit + ": " + verdict(res.StatementsPerRequest == 0)
 	case res.Target > 0:
 		return fmt.Sprintf("≥ %.2f: %s", res.Target, verdict(res.Ratio >= res.Target))
 	}
@@ -133,7 +151,8 @@ func (res result) check() string {
 }
 
 // failures lists what makes the run wrong rather than slow: errors, lost
-// writes, statements from a request that never touched its session.
+// writes, statements from a request that never touched its session. What
+// scs loses and loads is what the run shows of it, not a failure.
 func (r *report) failures() []string {
 	var problems []string
 	for _, res := range r.Results {
@@ -141,11 +160,11 @@ func (r *report) failures() []string {
 		if res.Errors > 0 {
 			problems = append(problems, fmt.Sprintf("%s: %d errors, the last: %s", who, res.Errors, res.LastError))
 		}
-		if res.LostWrites != nil && *res.LostWrites > 0 {
+		if res.LostWrites != nil && *res.LostWrites > 0 && res.Server != "scs" {
 			problems = append(problems, fmt.Sprintf("%s: %d acknowledged writes lost", who, *res.LostWrites))
 		}
-		if res.Workload == "untouched" && res.StatementsPerRequest > 0 {
-			problems = append(problems, fmt.Sprintf("%s: %.2f SQL statements per request that never touched its session", who, res.StatementsPerRequest))
+		if res.Workload == "untouched" && res.StatementsPerRequest > 0 && res.Server != "scs" {
+			problems = append(problems, fmt.Sprintf("%s: %.2f statements or commands per request that never touched its session", who, res.StatementsPerRequest))
 		}
 	}
 	return problems
@@ -156,16 +175,26 @@ func formatLatency(d time.Duration) string {
 }
 
 func formatKinds(kinds map[string]float64) string {
+	// SQL in statementKinds' order, then Redis commands by name.
+	names := slices.Collect(maps.Keys(kinds))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(kindRank(a), kindRank(b)), strings.Compare(a, b))
+	})
 	var parts []string
-	for _, k := range statementKinds {
-		if n, ok := kinds[k]; ok {
-			parts = append(parts, fmt.Sprintf("%.2f %s", n, k))
-		}
+	for _, k := range names {
+		parts = append(parts, fmt.Sprintf("%.2f %s", kinds[k], k))
 	}
 	if len(parts) == 0 {
 		return "none"
 	}
 	return strings.Join(parts, " + ")
+}
+
+func kindRank(kind string) int {
+	if i := slices.Index(statementKinds[:], kind); i >= 0 {
+		return i
+	}
+	return len(statementKinds)
 }
 
 func formatCPU(process time.Duration, postgres *time.Duration) string {

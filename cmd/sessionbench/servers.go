@@ -267,13 +267,20 @@ type server struct {
 	name string // "baseline" or "library"
 	url  string
 	srv  *http.Server
-	// statements counts what the server's pool sends to PostgreSQL.
-	statements *statementCounter
-	// backends returns the process IDs of the pool's PostgreSQL backends.
+	// statements counts what the server sends to its database: SQL
+	// statements to PostgreSQL, commands to Redis.
+	statements counter
+	// backends returns the process IDs of the database processes that
+	// serve it: the pool's PostgreSQL backends, the Redis server.
 	backends func(context.Context) []int
 }
 
-func startServer(name string, h http.Handler, statements *statementCounter) (*server, error) {
+// counter counts what a server sends to its database, by kind.
+type counter interface {
+	snapshot() statementCounts
+}
+
+func startServer(name string, h http.Handler, statements counter) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for the %s server: %w", name, err)
@@ -297,7 +304,9 @@ func (s *server) close(ctx context.Context) {
 // statementKinds are the statements the counter tells apart, by first word.
 var statementKinds = [...]string{"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "other"}
 
-type statementCounts [len(statementKinds)]int64
+// statementCounts are counts by kind: the first word of an SQL statement,
+// or the name of a Redis command.
+type statementCounts map[string]int64
 
 func (c statementCounts) total() int64 {
 	var n int64
@@ -308,10 +317,24 @@ func (c statementCounts) total() int64 {
 }
 
 func (c statementCounts) minus(d statementCounts) statementCounts {
-	for i := range c {
-		c[i] -= d[i]
+	out := statementCounts{}
+	for k, v := range c {
+		if v-d[k] != 0 {
+			out[k] = v - d[k]
+		}
 	}
-	return c
+	return out
+}
+
+func (c statementCounts) add(d statementCounts) statementCounts {
+	out := statementCounts{}
+	for k, v := range c {
+		out[k] = v
+	}
+	for k, v := range d {
+		out[k] += v
+	}
+	return out
 }
 
 // statementCounter is a pgx QueryTracer that counts every statement a pool
@@ -328,9 +351,11 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, dat
 func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 func (c *statementCounter) snapshot() statementCounts {
-	var s statementCounts
+	s := statementCounts{}
 	for i := range c.counts {
-		s[i] = c.counts[i].Load()
+		if n := c.counts[i].Load(); n > 0 {
+			s[statementKinds[i]] = n
+		}
 	}
 	return s
 }

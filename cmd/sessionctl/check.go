@@ -165,12 +165,16 @@ func check(ctx context.Context, e environment, envFile string, timeout time.Dura
 	}
 
 	c.checkProduction()
-	c.checkUsePostgres()
-	if c.checkDatabaseURL() {
-		c.checkDatabase(ctx, timeout)
+	if c.cfg.UseRedis {
+		c.checkRedis(ctx, timeout) // redis.go
 	} else {
-		for _, name := range []string{"database reachable", "session table", "database clock"} {
-			c.add(name, skip, "needs a usable DATABASE_URL", "")
+		c.checkUsePostgres()
+		if c.checkDatabaseURL() {
+			c.checkDatabase(ctx, timeout)
+		} else {
+			for _, name := range []string{"database reachable", "session table", "database clock"} {
+				c.add(name, skip, "needs a usable DATABASE_URL", "")
+			}
 		}
 	}
 	c.checkExpressSkipped()

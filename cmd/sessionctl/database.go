@@ -331,6 +331,9 @@ time: while an app instance is pruning, this deletes nothing.`)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisPrune(ctx, cfg, flags, stdout, stderr)
+	}
 	// Each batch is bounded by --timeout, not the whole run: prune keeps to
 	// the command's own context.
 	return withTable(ctx, "prune", env, flags, stderr, func(_ context.Context, t *table) error {
@@ -378,6 +381,9 @@ Session.SetUser.`)
 	}
 	if *user == "" {
 		return usageError(fs, stderr, "--user is required")
+	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisRevoke(ctx, cfg, flags, *user, stdout, stderr)
 	}
 	return withTable(ctx, "revoke", env, flags, stderr, func(ctx context.Context, t *table) error {
 		revoked, err := t.store.DestroyUser(ctx, *user, "")

@@ -8,9 +8,10 @@ import (
 	"testing"
 
 	"github.com/smartscheduler/session/internal/pgtest"
+	"github.com/smartscheduler/session/internal/redistest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.Main(redistest.Wrap(m)) }
 
 // sessionctl runs the command with env as its whole environment.
 func sessionctl(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {

@@ -25,6 +25,9 @@ health checks.`)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	if cfg, ok := redisConfig(env, flags); ok {
+		return redisStats(ctx, cfg, flags, *asJSON, stdout, stderr)
+	}
 	return withTable(ctx, "stats", env, flags, stderr, func(ctx context.Context, t *table) error {
 		st, err := tableStats(ctx, t)
 		if err != nil {

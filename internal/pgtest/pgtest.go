@@ -21,6 +21,9 @@
 // Every package that uses pgtest runs its tests through Main:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// Main takes anything with testing.M's Run method, so that another
+// harness can wrap m (redistest.Wrap).
 package pgtest
 
 import (
@@ -64,7 +67,7 @@ var noServer struct {
 // before the binary exits. If any test skipped for want of PostgreSQL, it
 // makes the package fail (see the package documentation for why) unless
 // SESSION_ALLOW_NO_POSTGRES=1.
-func Main(m *testing.M) {
+func Main(m interface{ Run() int }) {
 	code := m.Run()
 	if admin != nil {
 		admin.Close()

@@ -36,20 +36,24 @@ func NewProxy(t testing.TB) *Proxy {
 	if len(cfg.Host) > 0 && cfg.Host[0] == '/' {
 		t.Skip("the test server is on a unix socket; the outage proxy needs TCP")
 	}
+	p := NewTCPProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	p.url, err = withHostPort(serverURL, p.Addr())
+	if err != nil {
+		t.Fatalf("proxy URL: %v", err)
+	}
+	return p
+}
+
+// NewTCPProxy starts a proxy to upstream ("host:port"), any TCP server (a
+// Redis server, say), stopped when the test ends. Its URL is empty: point
+// the client at Addr.
+func NewTCPProxy(t testing.TB, upstream string) *Proxy {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{
-		listener: l,
-		upstream: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
-		conns:    map[net.Conn]struct{}{},
-	}
-	p.url, err = withHostPort(serverURL, l.Addr().String())
-	if err != nil {
-		l.Close()
-		t.Fatalf("proxy URL: %v", err)
-	}
+	p := &Proxy{listener: l, upstream: upstream, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
@@ -59,7 +63,8 @@ func NewProxy(t testing.TB) *Proxy {
 // Addr returns the proxy's "host:port".
 func (p *Proxy) Addr() string { return p.listener.Addr().String() }
 
-// URL returns the test server's URL rewritten to go through the proxy.
+// URL returns the test server's URL rewritten to go through the proxy, or
+// "" for a proxy made by NewTCPProxy.
 func (p *Proxy) URL() string { return p.url }
 
 // Cut closes every connection through the proxy and refuses new ones until

@@ -306,6 +306,13 @@ func Error(err error) error {
 	return &redactedError{msg: Message(err.Error()), err: err}
 }
 
+// WithText returns an error whose text is msg, already redacted by the
+// caller (a Redis URL's password, say), while errors.Is and errors.As
+// still see err.
+func WithText(msg string, err error) error {
+	return &redactedError{msg: msg, err: err}
+}
+
 // redactedError replaces the text of err, which might quote the connection
 // string, by msg.
 type redactedError struct {
