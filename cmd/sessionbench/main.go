@@ -438,6 +438,7 @@ func (b *bench) runWorkload(ctx context.Context, wl workload) ([]result, error) 
 				return nil, err
 			}
 			r.LostWrites = &lost
+			r.Lossy = wl.lossy
 		}
 		results = append(results, r)
 	}

@@ -32,13 +32,18 @@ func TestWorkloads(t *testing.T) {
 	for _, problem := range rep.failures() {
 		t.Error(problem)
 	}
-	checkKinds(t, rep, 11, map[string]map[string]map[string]float64{
+	checkKinds(t, rep, 15, map[string]map[string]map[string]float64{
 		"library": {
 			"untouched": {},
 			"read":      {"SELECT": 1},
 			"read-idle": {"SELECT": 1},
 			"write":     {"UPDATE": 1},
 			"new":       {"INSERT": 1},
+			// Update[T]: two round trips, BEGIN + SELECT ... FOR UPDATE,
+			// then UPDATE + COMMIT.
+			"counter": {"BEGIN": 1, "SELECT": 1, "UPDATE": 1, "COMMIT": 1},
+			// Value then Set: a read and a blind write.
+			"get-put": {"SELECT": 1, "UPDATE": 1},
 		},
 		"baseline": {
 			"untouched": {},
@@ -47,6 +52,8 @@ func TestWorkloads(t *testing.T) {
 			"write":     {"UPDATE": 1},
 			"new":       {"INSERT": 1},
 			"hot":       {"UPDATE": 1},
+			"counter":   {"UPDATE": 1},
+			"get-put":   {"UPDATE": 1},
 		},
 	})
 }
@@ -73,7 +80,7 @@ func TestRedisWorkloads(t *testing.T) {
 	for _, problem := range rep.failures() {
 		t.Error(problem)
 	}
-	checkKinds(t, rep, 15, map[string]map[string]map[string]float64{
+	checkKinds(t, rep, 16, map[string]map[string]map[string]float64{
 		"library": {
 			"untouched": {},
 			"read":      {"HGETALL": 1},
@@ -93,6 +100,7 @@ func TestRedisWorkloads(t *testing.T) {
 			"write":     {"GET": 1, "SET": 1},
 			"new":       {"SET": 1},
 			"hot":       {"GET": 1, "SET": 1},
+			"counter":   {"GET": 1, "SET": 1},
 			"read-idle": {"GET": 1, "SET": 1},
 		},
 	})
@@ -110,8 +118,8 @@ func checkKinds(t *testing.T, rep *report, n int, want map[string]map[string]map
 			t.Errorf("%s on the %s: no requests", res.Workload, res.Server)
 			continue
 		}
-		if res.Workload == "hot" && res.LostWrites == nil {
-			t.Errorf("hot on the %s: lost writes were not checked", res.Server)
+		if (res.Workload == "hot" || res.Workload == "counter" || res.Workload == "get-put") && res.LostWrites == nil {
+			t.Errorf("%s on the %s: lost writes were not checked", res.Workload, res.Server)
 		}
 		kinds, ok := want[res.Server][res.Workload]
 		if !ok {

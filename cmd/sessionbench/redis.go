@@ -233,14 +233,17 @@ func (f *floor) handler() http.Handler {
 			hset(w, r, q.Get("key"), n)
 		}
 	})
-	mux.HandleFunc("POST /counter", func(w http.ResponseWriter, r *http.Request) {
+	counter := func(w http.ResponseWriter, r *http.Request) {
 		n, err := f.client.HIncrBy(r.Context(), key(r)+":w", "counter", 1).Result()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprint(w, n)
-	})
+	}
+	// The floor of both counters is the one atomic HINCRBY.
+	mux.HandleFunc("POST /counter", counter)
+	mux.HandleFunc("POST /get-put", counter)
 	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
 		fields, err := f.client.HGetAll(r.Context(), key(r)+":w").Result()
 		if err != nil {
@@ -293,11 +296,13 @@ func scsApp(sm *scs.SessionManager) http.Handler {
 			io.WriteString(w, "ok")
 		}
 	})
-	mux.HandleFunc("POST /counter", func(w http.ResponseWriter, r *http.Request) {
+	getPut := func(w http.ResponseWriter, r *http.Request) {
 		n := sm.GetInt64(r.Context(), "counter") + 1
 		sm.Put(r.Context(), "counter", n)
 		fmt.Fprint(w, n)
-	})
+	}
+	mux.HandleFunc("POST /counter", getPut)
+	mux.HandleFunc("POST /get-put", getPut)
 	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
 		values := map[string]json.RawMessage{}
 		for _, k := range sm.Keys(r.Context()) {

@@ -34,6 +34,8 @@ import (
 //	POST /new            starts a session holding "user"
 //	POST /hot?key=K&n=N  sets K to N
 //	POST /counter        adds one to "counter", atomically
+//	POST /get-put        adds one to "counter" by reading it, then setting
+//	                     it (the library; the baseline: atomically)
 //	GET  /dump           answers every value, for checking writes
 
 // user is the value every session holds.
@@ -88,6 +90,21 @@ func libraryApp() http.Handler {
 			return
 		}
 		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /get-put", func(w http.ResponseWriter, r *http.Request) {
+		// A counter written without Update: read, then set. Two requests
+		// that read the same value both write it plus one.
+		s := session.FromContext(r.Context())
+		n, err := session.Value[int64](s, "counter")
+		if err != nil && !errors.Is(err, session.ErrNoValue) {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := s.Set("counter", n+1); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n+1)
 	})
 	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
 		s := session.FromContext(r.Context())
@@ -209,7 +226,11 @@ func (b *baseline) handler() http.Handler {
 		}
 		b.exec(w, r, b.sql.hot, sessionID(r), q.Get("key"), n)
 	})
+	// The floor of both counters is the one atomic UPDATE.
 	mux.HandleFunc("POST /counter", func(w http.ResponseWriter, r *http.Request) {
+		b.exec(w, r, b.sql.counter, sessionID(r))
+	})
+	mux.HandleFunc("POST /get-put", func(w http.ResponseWriter, r *http.Request) {
 		b.exec(w, r, b.sql.counter, sessionID(r))
 	})
 	mux.HandleFunc("GET /dump", func(w http.ResponseWriter, r *http.Request) {
@@ -337,8 +358,9 @@ func (c statementCounts) add(d statementCounts) statementCounts {
 	return out
 }
 
-// statementCounter is a pgx QueryTracer that counts every statement a pool
-// sends (Query, QueryRow, Exec, and the BEGIN and COMMIT of a transaction).
+// statementCounter is a pgx QueryTracer and BatchTracer that counts every
+// statement a pool sends (Query, QueryRow, Exec, each statement of a batch,
+// and the BEGIN and COMMIT of a transaction).
 type statementCounter struct {
 	counts [len(statementKinds)]atomic.Int64
 }
@@ -349,6 +371,18 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, dat
 }
 
 func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// The statements of a pipelined batch (Update[T]'s two round trips) count
+// one by one, as pgx.BatchTracer sees them.
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	c.counts[kindOf(data.SQL)].Add(1)
+}
+
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (c *statementCounter) snapshot() statementCounts {
 	s := statementCounts{}
