@@ -57,6 +57,9 @@ type options struct {
 	idleTimeout time.Duration
 	cpuProfile  string
 	json        bool
+	// seed is how many live and how many expired sessions each table
+	// holds before the workloads (scale.go).
+	seed int
 }
 
 func main() {
@@ -110,6 +113,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&names, "workloads", "", "comma-separated `list` of workloads (default all: "+workloadNames()+")")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of each workload to `file`, with the workload's name before the extension; pprof -tagfocus server=library shows the library server")
 	fs.BoolVar(&opts.json, "json", false, "print the results as JSON")
+	fs.IntVar(&opts.seed, "seed", 0, "fill each table with `N` live and N expired sessions before the workloads (PostgreSQL); with read selected, prune the expired ones under the read load at the end")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -202,6 +206,8 @@ type bench struct {
 	competitor, competitorIdle *server
 	// cookies holds sessions made on each server, created on first need.
 	cookies map[*server][]string
+	// store is the library servers' PostgreSQL store.
+	store *session.PostgresStore
 }
 
 // run sets up the schema, the pools and the servers, runs every selected
@@ -217,6 +223,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 		Duration:    opts.duration.String(),
 		Sessions:    opts.sessions,
 		HotSessions: opts.hotSessions,
+		Seed:        opts.seed,
 	}
 	admin, err := pgxpool.New(ctx, opts.databaseURL)
 	if err != nil {
@@ -252,6 +259,12 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 			return nil, fmt.Errorf("workload %s: %w", wl.name, err)
 		}
 		rep.Results = append(rep.Results, results...)
+	}
+	if opts.seed > 0 && slices.ContainsFunc(opts.workloads, func(w workload) bool { return w.name == "read" }) {
+		// Batches bounded by Config.StoreTimeout's default, as the Manager's.
+		if rep.Prune, err = b.pruneUnderLoad(ctx, b.store, opts.duration, 5*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -306,9 +319,20 @@ func (b *bench) startServers(ctx context.Context) (stop func(), err error) {
 	if _, err := basePool.Exec(ctx, "CREATE TABLE "+baseTable+" (LIKE "+pgx.Identifier{b.schema, "session"}.Sanitize()+" INCLUDING ALL)"); err != nil {
 		return nil, fmt.Errorf("create the baseline table: %w", err)
 	}
+	b.store = store
+	var managed session.Store = store
+	if n := b.opts.seed; n > 0 {
+		fmt.Fprintf(b.progress, "%-10s %d live and %d expired sessions into each table\n", "seed", n, n)
+		for _, t := range []string{pgx.Identifier{b.schema, "session"}.Sanitize(), baseTable} {
+			if err := seedTable(ctx, b.admin, t, n, n); err != nil {
+				return nil, err
+			}
+		}
+		managed = noPruner{store} // the expired rows stay until pruneUnderLoad
+	}
 
 	newManager := func(idle time.Duration) (*session.Manager, error) {
-		m, err := session.New(ctx, session.Config{Secret: randomHex(32), IdleTimeout: idle}, session.WithStore(store))
+		m, err := session.New(ctx, session.Config{Secret: randomHex(32), IdleTimeout: idle}, session.WithStore(managed))
 		if err != nil {
 			return nil, err
 		}

@@ -167,3 +167,29 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestSeedAndPruneUnderLoad: -seed fills both tables, the Managers leave
+// the expired rows alone, and the prune phase under load deletes exactly
+// the seeded expired rows with every read answered.
+func TestSeedAndPruneUnderLoad(t *testing.T) {
+	opts := options{
+		databaseURL: pgtest.URL(t),
+		workers:     4,
+		duration:    300 * time.Millisecond,
+		sessions:    20,
+		hotSessions: 2,
+		workloads:   []workload{workloads[indexWorkload("read")]},
+		idleTimeout: 30 * time.Minute,
+		seed:        500,
+	}
+	rep, err := run(context.Background(), opts, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, problem := range rep.failures() {
+		t.Error(problem)
+	}
+	if p := rep.Prune; p == nil || p.Rows != 500 || p.Reads == 0 || p.QuietP99 <= 0 || p.DuringP99 <= 0 {
+		t.Errorf("prune under load = %+v; want the 500 seeded expired rows pruned, with reads measured before and during", p)
+	}
+}

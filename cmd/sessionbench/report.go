@@ -19,15 +19,18 @@ import (
 // report is everything one run measured, with what it ran on.
 type report struct {
 	// Store is the library's store: "postgres" or "redis".
-	Store       string   `json:"store"`
-	Date        string   `json:"date"`
-	Command     string   `json:"command"`
-	Machine     machine  `json:"machine"`
-	Workers     int      `json:"workers"`
-	Duration    string   `json:"duration"`
-	Sessions    int      `json:"sessions"`
-	HotSessions int      `json:"hot_sessions"`
-	Results     []result `json:"results"`
+	Store       string  `json:"store"`
+	Date        string  `json:"date"`
+	Command     string  `json:"command"`
+	Machine     machine `json:"machine"`
+	Workers     int     `json:"workers"`
+	Duration    string  `json:"duration"`
+	Sessions    int     `json:"sessions"`
+	HotSessions int     `json:"hot_sessions"`
+	// Seed is -seed: live and expired sessions in each table beforehand.
+	Seed    int          `json:"seed,omitempty"`
+	Results []result     `json:"results"`
+	Prune   *pruneResult `json:"prune,omitempty"`
 }
 
 type machine struct {
@@ -112,8 +115,12 @@ func (r *report) writeTable(w io.Writer) error {
 	m := r.Machine
 	fmt.Fprintf(&b, "%s; %s\n", r.Date, r.Command)
 	fmt.Fprintf(&b, "%s, %d CPUs (GOMAXPROCS %d), %s, %s, %s on the same machine\n", m.CPU, m.CPUs, m.GOMAXPROCS, m.OS, m.Go, cmpOr(m.PostgreSQL, m.Redis))
-	fmt.Fprintf(&b, "%d closed-loop workers over loopback, %s per workload per server, %d sessions (%d in the hot workload)\n\n",
+	fmt.Fprintf(&b, "%d closed-loop workers over loopback, %s per workload per server, %d sessions (%d in the hot workload)\n",
 		r.Workers, r.Duration, r.Sessions, r.HotSessions)
+	if r.Seed > 0 {
+		fmt.Fprintf(&b, "each table seeded with %d live and %d expired sessions beforehand\n", r.Seed, r.Seed)
+	}
+	b.WriteString("\n")
 	db, unit, what := "PG", "SQL/req", "statements per request"
 	if r.Store == "redis" {
 		db, unit, what = "Redis", "cmds/req", "commands per request"
@@ -128,6 +135,11 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d | %s | %.2f | %s | %s | %s |\n",
 			res.Workload, res.Server, res.RequestsPerSecond, formatLatency(res.P50), formatLatency(res.P99),
 			res.Errors, formatCPU(res.CPUPerRequest, res.PostgresCPUPerRequest), res.StatementsPerRequest, formatKinds(res.StatementKinds), ratio, res.check(unit))
+	}
+	if p := r.Prune; p != nil {
+		fmt.Fprintf(&b, "\nPruning %d expired sessions under the read load took %s (%.0f rows/s, %d slow batches); library read p99 %s quiet, %s during (%.2fx, %d reads)\n",
+			p.Rows, p.Duration.Round(time.Millisecond), float64(p.Rows)/max(p.Duration.Seconds(), 1e-3), p.SlowBatches,
+			formatLatency(p.QuietP99), formatLatency(p.DuringP99), float64(p.DuringP99)/max(float64(p.QuietP99), 1), p.Reads)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
