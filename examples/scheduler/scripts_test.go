@@ -322,7 +322,7 @@ func TestScriptsCopiedIntoAnApp(t *testing.T) {
 	requireTools(t, "bash", "go")
 	path := systemPath(t)
 	root, app := repositoryRoot(t), t.TempDir()
-	goMod := "module example.com/app\n\ngo 1.26\n\nrequire github.com/smartscheduler/session v0.0.0\n\nreplace github.com/smartscheduler/session => " + root + "\n"
+	goMod := "module example.com/app\n\ngo 1.26.0\n\nrequire github.com/smartscheduler/session v0.0.0\n\nreplace github.com/smartscheduler/session => " + root + "\n"
 	sums, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
