@@ -33,6 +33,7 @@ type app struct {
 	pages        map[string]*template.Template
 	logger       *slog.Logger
 	location     *time.Location // where the form's dates and times are
+	metrics      *metrics       // metrics.go: the session metrics on GET /metrics
 	close        func()
 }
 
@@ -49,8 +50,12 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		}
 		a.pages[page] = t
 	}
+	var err error
+	if a.metrics, err = newMetrics(); err != nil { // metrics.go
+		return nil, err
+	}
 	if !cfg.UsePostgres {
-		sessions, err := session.New(ctx, cfg, session.WithLogger(logger))
+		sessions, err := session.New(ctx, cfg, session.WithLogger(logger), session.WithObserver(a.metrics.observer))
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +84,7 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		logger.Warn("SESSION_SECRET is not set: signing cookies with a development secret kept in the database, so sign-ins survive restarts; production refuses to start without SESSION_SECRET (run `sessionctl secret`)")
 	}
 	if err == nil {
-		a.sessions, err = session.New(ctx, cfg, session.WithStore(store), session.WithLogger(logger))
+		a.sessions, err = session.New(ctx, cfg, session.WithStore(store), session.WithLogger(logger), session.WithObserver(a.metrics.observer))
 	}
 	if err != nil {
 		pool.Close()
@@ -165,6 +170,7 @@ func (a *app) Handler() http.Handler {
 	mux.HandleFunc("POST /signout-everywhere", a.signOutEverywhere)
 	mux.HandleFunc("GET /sessions", a.sessionsPage)
 	mux.HandleFunc("POST /sessions/revoke", a.revokeSession)
+	mux.Handle("GET /metrics", a.metrics.handler) // metrics.go
 	return securityHeaders(http.NewCrossOriginProtection().Handler(a.sessions.Handler(mux)))
 }
 
