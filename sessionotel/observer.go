@@ -330,8 +330,10 @@ func (o *Observer) TokenRefused(ctx context.Context, reason string) {
 	o.refused.Add(ctx, 1, options...)
 }
 
-// Event counts a session's creation, renewal, sign-in or end. An Event
-// carries no context, so these measurements have no exemplars.
+// Event counts a session's creation, renewal, sign-in or end. A kind of
+// event this package does not know is not counted: it cannot tell whether
+// the session ended. An Event carries no context, so these measurements
+// have no exemplars.
 func (o *Observer) Event(e session.Event) {
 	ctx := context.Background()
 	switch e.Kind {
@@ -342,11 +344,9 @@ func (o *Observer) Event(e session.Event) {
 	case "signed-in":
 		o.signIns.Add(ctx, 1)
 	default:
-		options, ok := o.endReasons[e.Kind]
-		if !ok {
-			options = []metric.AddOption{metric.WithAttributes(EndReasonKey.String(e.Kind))}
+		if options, ok := o.endReasons[e.Kind]; ok {
+			o.ended.Add(ctx, 1, options...)
 		}
-		o.ended.Add(ctx, 1, options...)
 	}
 }
 
