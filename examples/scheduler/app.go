@@ -33,6 +33,7 @@ type app struct {
 	pages        map[string]*template.Template
 	logger       *slog.Logger
 	location     *time.Location // where the form's dates and times are
+	metrics      *metrics       // metrics.go: the session metrics on GET /metrics
 	close        func()
 }
 
@@ -49,7 +50,11 @@ func newApp(ctx context.Context, cfg session.Config, logger *slog.Logger) (*app,
 		}
 		a.pages[page] = t
 	}
-	options := []session.Option{session.WithLogger(logger), session.WithEvents(a.logSignIn)}
+	var err error
+	if a.metrics, err = newMetrics(); err != nil { // metrics.go
+		return nil, err
+	}
+	options := []session.Option{session.WithLogger(logger), session.WithEvents(a.logSignIn), session.WithObserver(a.metrics.observer)}
 	if !cfg.UsePostgres {
 		sessions, err := session.New(ctx, cfg, options...)
 		if err != nil {
@@ -176,6 +181,7 @@ func (a *app) Handler() http.Handler {
 	mux.HandleFunc("GET /sessions", a.sessionsPage)
 	mux.HandleFunc("POST /sessions/revoke", a.revokeSession)
 	mux.HandleFunc("POST /sessions/revoke-others", a.revokeOthers)
+	mux.Handle("GET /metrics", a.metrics.handler) // metrics.go
 	return securityHeaders(http.NewCrossOriginProtection().Handler(a.sessions.Handler(mux)))
 }
 
