@@ -504,9 +504,15 @@ func scanRecord(row pgx.Row, withData bool) (*Record, error) {
 	rec.IdleTimeout = time.Duration(idleMicros.Int64) * time.Microsecond
 	rec.IdleExpiry = idleExpiry.Time
 	if withData {
-		if err := json.Unmarshal(data, &rec.Values); err != nil {
+		// pgx scans jsonb into a *[]byte as a copy of its own (the codec's
+		// scanPlanJSONToByteSlice, in every query mode and format), never
+		// into the connection's read buffer, so the values may keep
+		// pointing into it.
+		values, err := decodeValues(data)
+		if err != nil {
 			return nil, fmt.Errorf("%w: its values are not a JSON object (%v)", ErrCorrupt, err)
 		}
+		rec.Values = values
 	}
 	return &rec, nil
 }
