@@ -167,14 +167,14 @@ func BenchmarkValue(b *testing.B) {
 }
 
 // wireRow is a pgx.Row that scans columns as PostgreSQL sends them, in the
-// binary format or as text (pgx's simple protocol), through pgx's own
-// codecs, without a connection: scanRecord pays what it pays on a real
-// row, less the network.
+// formats pgx asks for or all as text (pgx's simple protocol), through
+// pgx's own codecs, without a connection: scanRecord pays what it pays on
+// a real row, less the network.
 type wireRow struct {
-	m      *pgtype.Map
-	format int16
-	oids   []uint32
-	values [][]byte
+	m       *pgtype.Map
+	formats []int16
+	oids    []uint32
+	values  [][]byte
 }
 
 func (r *wireRow) Scan(dest ...any) error {
@@ -182,7 +182,7 @@ func (r *wireRow) Scan(dest ...any) error {
 		dest = append(make([]any, len(r.values)-len(dest)), dest...) // without data
 	}
 	for i, d := range dest {
-		if err := r.m.Scan(r.oids[i], r.format, r.values[i], d); err != nil {
+		if err := r.m.Scan(r.oids[i], r.formats[i], r.values[i], d); err != nil {
 			return err
 		}
 	}
@@ -192,17 +192,18 @@ func (r *wireRow) Scan(dest ...any) error {
 // loadRow returns the row the PostgreSQL store's load statement returns for
 // a session whose data column is data (jsonb, in PostgreSQL's text form),
 // with the metadata a session of the sessionbench read workload has, in the
-// binary format pgx asks for.
+// formats pgx asks for: each type's preferred one, which for jsonb is text.
 func loadRow(tb testing.TB, data string) *wireRow {
-	return loadRowFormat(tb, data, pgtype.BinaryFormatCode)
+	return loadRowFormat(tb, data, -1)
 }
 
-// loadRowFormat is loadRow in either format.
+// loadRowFormat is loadRow with every column in format, or with format -1
+// in the formats pgx asks for.
 func loadRowFormat(tb testing.TB, data string, format int16) *wireRow {
 	tb.Helper()
 	m := pgtype.NewMap()
 	now := time.Now()
-	row := &wireRow{m: m, format: format}
+	row := &wireRow{m: m}
 	for _, col := range []struct {
 		oid   uint32
 		value any
@@ -219,14 +220,19 @@ func loadRowFormat(tb testing.TB, data string, format int16) *wireRow {
 		{pgtype.TextOID, "127.0.0.1"},
 		{pgtype.TimestamptzOID, now},
 	} {
+		f := format
+		if f < 0 {
+			t, _ := m.TypeForOID(col.oid)
+			f = t.Codec.PreferredFormat()
+		}
 		var raw []byte
 		if col.value != nil {
 			var err error
-			if raw, err = m.Encode(col.oid, format, col.value, nil); err != nil {
+			if raw, err = m.Encode(col.oid, f, col.value, nil); err != nil {
 				tb.Fatalf("encode %v: %v", col.value, err)
 			}
 		}
-		row.oids, row.values = append(row.oids, col.oid), append(row.values, raw)
+		row.oids, row.formats, row.values = append(row.oids, col.oid), append(row.formats, f), append(row.values, raw)
 	}
 	return row
 }

@@ -501,10 +501,11 @@ func scanRecord(row pgx.Row, withData bool) (*Record, error) {
 	rec.IdleTimeout = time.Duration(s.idleMicros.Int64) * time.Microsecond
 	rec.IdleExpiry = s.idleExpiry.Time
 	if withData {
-		// pgx scans jsonb into a *[]byte as a copy of its own (the codec's
-		// scanPlanJSONToByteSlice, in every query mode and format), never
-		// into the connection's read buffer, so the values may keep
-		// pointing into it.
+		// pgx scans jsonb into a *[]byte as a copy of its own, never as a
+		// slice of the connection's read buffer, which the next row
+		// overwrites: pgtype's scanPlanAnyTextToBytes for the text format
+		// pgx asks jsonb in, the jsonb codec's scanPlanJSONToByteSlice for
+		// binary. The values may therefore point into it.
 		values, err := decodeValues(s.data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: its values are not a JSON object (%v)", ErrCorrupt, err)

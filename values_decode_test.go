@@ -166,11 +166,12 @@ func FuzzSplitValues(f *testing.F) {
 }
 
 // TestScanRecordValues checks scanRecord on rows as pgx receives them in
-// either format: the values decode, they are a copy of the row's buffer
+// the formats it asks for (jsonb as text, the rest binary), all binary, and
+// all text: the values decode, they are a copy of the row's buffer
 // (which the connection reuses for the next row), and values that are not
 // a JSON object are ErrCorrupt.
 func TestScanRecordValues(t *testing.T) {
-	for _, format := range []int16{pgtype.BinaryFormatCode, pgtype.TextFormatCode} {
+	for _, format := range []int16{-1, pgtype.BinaryFormatCode, pgtype.TextFormatCode} {
 		row := loadRowFormat(t, benchData[1].data, format)
 		rec, err := scanRecord(row, true)
 		if err != nil {
