@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // benchManager returns a Manager on the memory store and a cookie for a
@@ -162,4 +164,103 @@ func BenchmarkValue(b *testing.B) {
 			}
 		}
 	})
+}
+
+// wireRow is a pgx.Row that scans columns as PostgreSQL sends them, in the
+// formats pgx asks for or all as text (pgx's simple protocol), through
+// pgx's own codecs, without a connection: scanRecord pays what it pays on
+// a real row, less the network.
+type wireRow struct {
+	m       *pgtype.Map
+	formats []int16
+	oids    []uint32
+	values  [][]byte
+}
+
+func (r *wireRow) Scan(dest ...any) error {
+	if len(dest) != len(r.values) {
+		dest = append(make([]any, len(r.values)-len(dest)), dest...) // without data
+	}
+	for i, d := range dest {
+		if err := r.m.Scan(r.oids[i], r.formats[i], r.values[i], d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadRow returns the row the PostgreSQL store's load statement returns for
+// a session whose data column is data (jsonb, in PostgreSQL's text form),
+// with the metadata a session of the sessionbench read workload has, in the
+// formats pgx asks for: each type's preferred one, which for jsonb is text.
+func loadRow(tb testing.TB, data string) *wireRow {
+	return loadRowFormat(tb, data, -1)
+}
+
+// loadRowFormat is loadRow with every column in format, or with format -1
+// in the formats pgx asks for.
+func loadRowFormat(tb testing.TB, data string, format int16) *wireRow {
+	tb.Helper()
+	m := pgtype.NewMap()
+	now := time.Now()
+	row := &wireRow{m: m}
+	for _, col := range []struct {
+		oid   uint32
+		value any
+	}{
+		{pgtype.JSONBOID, data},
+		{pgtype.TextOID, nil}, // user_id
+		{pgtype.BoolOID, true},
+		{pgtype.TimestamptzOID, now.Add(-time.Hour)},
+		{pgtype.TimestamptzOID, now.Add(14 * 24 * time.Hour)},
+		{pgtype.Int8OID, nil}, // idle_timeout
+		{pgtype.TimestamptzOID, now.Add(30 * time.Minute)},
+		{pgtype.TimestamptzOID, now.Add(-time.Minute)},
+		{pgtype.TextOID, "Go-http-client/1.1"},
+		{pgtype.TextOID, "127.0.0.1"},
+		{pgtype.TimestamptzOID, now},
+	} {
+		f := format
+		if f < 0 {
+			t, _ := m.TypeForOID(col.oid)
+			f = t.Codec.PreferredFormat()
+		}
+		var raw []byte
+		if col.value != nil {
+			var err error
+			if raw, err = m.Encode(col.oid, f, col.value, nil); err != nil {
+				tb.Fatalf("encode %v: %v", col.value, err)
+			}
+		}
+		row.oids, row.formats, row.values = append(row.oids, col.oid), append(row.formats, f), append(row.values, raw)
+	}
+	return row
+}
+
+// benchData are data columns as PostgreSQL's jsonb prints them: the
+// sessionbench session, and a session of a typical application.
+var benchData = []struct{ name, data string }{
+	{"bench", `{"user": {"id": 42, "name": "Ada"}}`},
+	{"typical", `{"cart": {"items": [{"qty": 2, "sku": "A-1001", "price": 12.5}, {"qty": 1, "sku": "B-2002", "price": 3.25}], "total": 28.25}, ` +
+		`"csrf": "k6Yb0ZlH3mL9w1J8cVqXoP2tR4sU7eD5", "user": {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "editor"], "email": "ada@example.com"}, ` +
+		`"prefs": {"tz": "Europe/London", "lang": "en-GB", "theme": "dark"}, "__flash": ["Saved \"draft\" \u2014 ok"], "oauth_state": null}`},
+}
+
+// BenchmarkScanRecord measures scanRecord on the load statement's row:
+// the pgx scan of every column and the decoding of the values.
+func BenchmarkScanRecord(b *testing.B) {
+	for _, c := range benchData {
+		b.Run(c.name, func(b *testing.B) {
+			row := loadRow(b, c.data)
+			if _, err := scanRecord(row, true); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := scanRecord(row, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

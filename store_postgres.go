@@ -486,29 +486,43 @@ func scanInfo(row pgx.CollectableRow) (Info, error) {
 
 // scanRecord reads a row of data (when withData), recordColumns and now().
 func scanRecord(row pgx.Row, withData bool) (*Record, error) {
-	var (
-		rec                   Record
-		data                  []byte
-		userID, userAgent, ip pgtype.Text
-		idleMicros            pgtype.Int8
-		idleExpiry            pgtype.Timestamptz
-	)
-	dest := []any{&data, &userID, &rec.Persistent, &rec.Created, &rec.Expiry, &idleMicros, &idleExpiry, &rec.LastSeen, &userAgent, &ip, &rec.LoadedAt}
+	// One allocation holds the record and every column scanned.
+	s := &scannedRow{}
+	rec := &s.rec
+	s.dest = [...]any{&s.data, &s.userID, &rec.Persistent, &rec.Created, &rec.Expiry, &s.idleMicros, &s.idleExpiry, &rec.LastSeen, &s.userAgent, &s.ip, &rec.LoadedAt}
+	dest := s.dest[:]
 	if !withData {
 		dest = dest[1:]
 	}
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	rec.UserID, rec.UserAgent, rec.IP = userID.String, userAgent.String, ip.String
-	rec.IdleTimeout = time.Duration(idleMicros.Int64) * time.Microsecond
-	rec.IdleExpiry = idleExpiry.Time
+	rec.UserID, rec.UserAgent, rec.IP = s.userID.String, s.userAgent.String, s.ip.String
+	rec.IdleTimeout = time.Duration(s.idleMicros.Int64) * time.Microsecond
+	rec.IdleExpiry = s.idleExpiry.Time
 	if withData {
-		if err := json.Unmarshal(data, &rec.Values); err != nil {
+		// pgx scans jsonb into a *[]byte as a copy of its own, never as a
+		// slice of the connection's read buffer, which the next row
+		// overwrites: pgtype's scanPlanAnyTextToBytes for the text format
+		// pgx asks jsonb in, the jsonb codec's scanPlanJSONToByteSlice for
+		// binary. The values may therefore point into it.
+		values, err := decodeValues(s.data)
+		if err != nil {
 			return nil, fmt.Errorf("%w: its values are not a JSON object (%v)", ErrCorrupt, err)
 		}
+		rec.Values = values
 	}
-	return &rec, nil
+	return rec, nil
+}
+
+// scannedRow is what scanRecord scans into.
+type scannedRow struct {
+	rec                   Record
+	data                  []byte
+	userID, userAgent, ip pgtype.Text
+	idleMicros            pgtype.Int8
+	idleExpiry            pgtype.Timestamptz
+	dest                  [11]any
 }
 
 // encodeValues returns values as a JSON object in a string: pgx sends a
