@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartscheduler/session"
@@ -133,6 +132,3 @@ func (b *bench) pruneUnderLoad(ctx context.Context, store session.Pruner, quiet,
 	}
 	return res, nil
 }
-
-// quoteTable quotes schema.table for SQL.
-func quoteTable(schema, table string) string { return pgx.Identifier{schema, table}.Sanitize() }
