@@ -24,7 +24,7 @@ func MemoryRecords(s Store) int {
 // CurrentKey returns the store key of the session s belongs to, reading it
 // first, or "" when there is none.
 func CurrentKey(s *Session) string {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if s.read(s.ctx) != nil {
 		return ""

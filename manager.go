@@ -226,7 +226,7 @@ func (m *Manager) UserSessions(ctx context.Context, userID string) ([]Info, erro
 		return nil, fmt.Errorf("session: listing sessions of a user: %w", err)
 	}
 	if st, ok := ctx.Value(contextKey{}).(*sessionState); ok {
-		st.mu.Lock()
+		st.lock()
 		current := st.key
 		st.mu.Unlock()
 		for i := range infos {

@@ -48,9 +48,25 @@ func (m *Manager) Begin(r *http.Request) *http.Request {
 	return m.begin(r, &perRequest{})
 }
 
-// begin reads the request's cookie, once, and binds rq's session to a copy
-// of r.
+// begin binds rq's session to a copy of r. It reads nothing yet: the
+// credential is read on the session's first use (introduce), so a request
+// that never uses its session costs neither a cookie parse nor an HMAC.
 func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
+	st := &rq.state
+	st.b = &m.backend
+	st.unread.m, st.unread.r = m, r
+	r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
+	rq.session = Session{sessionState: st, ctx: r.Context()}
+	st.session = &rq.session
+	return r
+}
+
+// introduce reads the credential of st's request, once, with st locked:
+// the token (header or cookie), a legacy cookie when an import is
+// configured, and the device.
+func (m *Manager) introduce(st *sessionState) {
+	r := st.unread.r
+	st.unread.m, st.unread.r = nil, nil
 	presented := m.credential(r)
 	if presented.token == "" && m.expressCookie != nil {
 		// Only now, and only when the import is configured: everyone
@@ -66,12 +82,7 @@ func (m *Manager) begin(r *http.Request, rq *perRequest) *http.Request {
 	if presented.refusal != "" && m.observer != nil {
 		m.observer.TokenRefused(r.Context(), presented.refusal)
 	}
-	st := &rq.state
 	st.init(&m.backend, presented, device{userAgent: userAgent(r), ip: m.cfg.clientIP(r)})
-	r = r.WithContext(context.WithValue(r.Context(), contextKey{}, st))
-	rq.session = Session{sessionState: st, ctx: r.Context()}
-	st.session = &rq.session
-	return r
 }
 
 // credential reads the request's token from where Config.TokenSource says:
@@ -111,6 +122,12 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed {
+		return nil
+	}
+	if st.unread.m != nil {
+		// Never used: nothing to read, save or send.
+		st.unread.m, st.unread.r = nil, nil
+		st.closed = true
 		return nil
 	}
 	touched := st.status != unread || st.dirty() || st.unsaved != nil

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -441,5 +442,35 @@ func TestBeginSaveOnAHandshake(t *testing.T) {
 	}
 	if err := m.Save(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)); err == nil {
 		t.Error("Save of a request Begin never saw succeeded")
+	}
+}
+
+// refusalCounter is an Observer that counts refused tokens.
+type refusalCounter struct{ refused atomic.Int64 }
+
+func (o *refusalCounter) StoreCall(context.Context, string) func(error)     { return func(error) {} }
+func (o *refusalCounter) TokenRefused(context.Context, string)              { o.refused.Add(1) }
+func (o *refusalCounter) Event(session.Event)                               {}
+func (o *refusalCounter) Answered(context.Context, int)                     {}
+func (o *refusalCounter) LiveSessions(func(context.Context) (int64, error)) {}
+
+// TestUntouchedRequestReadsNoCookie: the credential is read on the
+// session's first use, so a request whose handler never uses its session
+// neither parses its cookie nor checks a signature (a forged cookie is not
+// even refused), and one that does is refused once.
+func TestUntouchedRequestReadsNoCookie(t *testing.T) {
+	t.Parallel()
+	observer := &refusalCounter{}
+	ts := startServer(t, serverSetup{options: []session.Option{session.WithObserver(observer)}}, appHandler())
+	forged := "session=" + strings.Repeat("A", 60)
+	if resp, _ := rawCookieGet(t, ts, "/noop", forged); resp.StatusCode != http.StatusOK || len(resp.Header.Values("Set-Cookie")) > 0 || resp.Header.Get("Vary") != "" {
+		t.Errorf("untouched request: status %d, Set-Cookie %q, Vary %q; want 200 and no session headers", resp.StatusCode, resp.Header.Values("Set-Cookie"), resp.Header.Get("Vary"))
+	}
+	if n := observer.refused.Load(); n != 0 {
+		t.Errorf("an untouched request's forged cookie was checked: %d refusals", n)
+	}
+	rawCookieGet(t, ts, "/read", forged)
+	if n := observer.refused.Load(); n != 1 {
+		t.Errorf("a request that read its session with a forged cookie: %d refusals, want 1", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,23 @@ type sessionState struct {
 	mu sync.Mutex
 	state
 	session *Session
+	// unread holds what begin left for the first use of the session: the
+	// Manager and the request whose credential it has not read yet. A
+	// request that never uses its session never parses its cookie nor
+	// checks its signature.
+	unread struct {
+		m *Manager
+		r *http.Request
+	}
+}
+
+// lock locks the session and, on its first use, reads the request's
+// credential (see Manager.introduce).
+func (s *sessionState) lock() {
+	s.mu.Lock()
+	if m := s.unread.m; m != nil {
+		m.introduce(s)
+	}
 }
 
 // FromContext returns the request's session. Store calls made through it
@@ -65,7 +83,7 @@ type Session struct {
 // calls Degrade, a request whose session could not be read is answered by
 // the Manager's error handler.
 func (s *Session) Err() error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.read(s.ctx)
 }
@@ -75,7 +93,7 @@ func (s *Session) Err() error {
 // cannot answer, the handler's own response stands instead of the error
 // handler's. It returns the store's failure, or nil.
 func (s *Session) Degrade() error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	s.degraded = true
 	return s.read(s.ctx)
@@ -87,7 +105,7 @@ func (s *Session) Degrade() error {
 // store's failure.
 func Value[T any](s *Session, key string) (T, error) {
 	var v T
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.read(s.ctx); err != nil {
 		return v, err
@@ -130,7 +148,7 @@ func (s *Session) Set(key string, value any) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.write(); err != nil {
 		return err
@@ -173,7 +191,7 @@ func (s *Session) checkSize(key string, raw json.RawMessage) error {
 
 // Delete removes key from the session.
 func (s *Session) Delete(key string) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.write(); err != nil {
 		return err
@@ -187,7 +205,7 @@ func (s *Session) Delete(key string) error {
 // are Value's, and ErrCommitted once the response's headers have left.
 func Pop[T any](s *Session, key string) (T, error) {
 	var v T
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return v, err
@@ -201,7 +219,7 @@ func Pop[T any](s *Session, key string) (T, error) {
 
 // Clear removes every value, keeping the session itself and its user.
 func (s *Session) Clear() error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.write(); err != nil {
 		return err
@@ -212,7 +230,7 @@ func (s *Session) Clear() error {
 
 // Keys returns the session's keys in sorted order.
 func (s *Session) Keys() ([]string, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.read(s.ctx); err != nil {
 		return nil, err
@@ -224,7 +242,7 @@ func (s *Session) Keys() ([]string, error) {
 // AddFlash queues a message for the next request that calls Flashes, as
 // after a redirect.
 func (s *Session) AddFlash(message string) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return err
@@ -277,7 +295,7 @@ func (s *Session) SetUser(userID string) error {
 // changeWith runs fn under the lock once the session may be changed: read,
 // and the response not started (see state.change).
 func (s *Session) changeWith(fn func()) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.change(s.ctx); err != nil {
 		return err
@@ -288,7 +306,7 @@ func (s *Session) changeWith(fn func()) error {
 
 // UserID returns the user recorded by SetUser, or "".
 func (s *Session) UserID() (string, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.read(s.ctx); err != nil {
 		return "", err
@@ -311,7 +329,7 @@ func (s *Session) SetRememberMe(remember bool) error {
 // the earlier of its absolute and idle expiry, in the Manager's clock. For a
 // session not yet stored it is the deadline it would get now.
 func (s *Session) Deadline() (time.Time, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.read(s.ctx); err != nil {
 		return time.Time{}, err
@@ -332,7 +350,7 @@ func (s *Session) Renew() error {
 // returns how many ended; this one stays. An anonymous session has none.
 // It returns ErrNotSupported when the store has no UserIndex.
 func (s *Session) RevokeOthers() (int, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if err := s.read(s.ctx); err != nil {
 		return 0, err
@@ -377,7 +395,7 @@ func (s *Session) SetLifetime(absolute, idle time.Duration) error {
 // response clears the cookie. A value set afterwards in the same request
 // starts a new, empty session (a "signed out" flash message, say).
 func (s *Session) Destroy() error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.destroy(s.ctx)
 }
@@ -400,7 +418,7 @@ func (s *Session) Destroy() error {
 // have side effects beyond its result.
 func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error)) (T, error) {
 	var result T
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	limit := s.b.cfg.MaxSize
 	err := s.update(s.ctx, func(rec *Record) error {
