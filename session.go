@@ -38,7 +38,7 @@ type sessionState struct {
 }
 
 // lock locks the session and, on its first use, reads the request's
-// credential (see Manager.introduce).
+// credential (Manager.introduce, in credential.go).
 func (s *sessionState) lock() {
 	s.mu.Lock()
 	if m := s.unread.m; m != nil {
