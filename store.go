@@ -285,6 +285,21 @@ func (c *Change) applyTo(rec *Record, now time.Time) error {
 	return nil
 }
 
+// renewFrom gives rec, a session Store.Rekey moves, what fresh brings
+// (for stores that keep records in memory, as applyTo): its creation time
+// and device, its absolute deadline when fresh has one, and its idle
+// deadline, never past the absolute one.
+func (rec *Record) renewFrom(fresh *Record) {
+	rec.Created, rec.UserAgent, rec.IP = fresh.Created, fresh.UserAgent, fresh.IP
+	if !fresh.Expiry.IsZero() {
+		rec.Expiry = fresh.Expiry
+	}
+	rec.IdleExpiry = fresh.IdleExpiry
+	if !rec.IdleExpiry.IsZero() {
+		rec.IdleExpiry = minTime(rec.IdleExpiry, rec.Expiry)
+	}
+}
+
 // sizeAfter is the size values would have after c, encoded as a JSON
 // object (see encodedSize), computed without changing them.
 func (c *Change) sizeAfter(values map[string]json.RawMessage) int {

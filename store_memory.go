@@ -95,14 +95,7 @@ func (s *memoryStore) Rekey(ctx context.Context, oldKey, newKey string, change C
 	if err := change.applyTo(rec, rec.LoadedAt); err != nil {
 		return nil, err
 	}
-	rec.Created, rec.UserAgent, rec.IP = fresh.Created, fresh.UserAgent, fresh.IP
-	if !fresh.Expiry.IsZero() {
-		rec.Expiry = fresh.Expiry
-	}
-	rec.IdleExpiry = fresh.IdleExpiry
-	if !rec.IdleExpiry.IsZero() {
-		rec.IdleExpiry = minTime(rec.IdleExpiry, rec.Expiry)
-	}
+	rec.renewFrom(fresh)
 	delete(s.records, oldKey)
 	s.records[newKey] = rec
 	return clone(rec), nil

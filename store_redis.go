@@ -355,14 +355,7 @@ func (s *RedisStore) Rekey(ctx context.Context, oldKey, newKey string, change Ch
 		return nil, s.decodeError(oldKey, err)
 	}
 	before, _ := res[3].(string)
-	rec.Created, rec.UserAgent, rec.IP = fresh.Created, fresh.UserAgent, fresh.IP
-	if !fresh.Expiry.IsZero() {
-		rec.Expiry = fresh.Expiry
-	}
-	rec.IdleExpiry = fresh.IdleExpiry
-	if !rec.IdleExpiry.IsZero() {
-		rec.IdleExpiry = minTime(rec.IdleExpiry, rec.Expiry)
-	}
+	rec.renewFrom(fresh)
 	if err := s.create(ctx, oldKey, newKey, rec); err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			s.restore(ctx, oldKey, newKey)
