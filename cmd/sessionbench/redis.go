@@ -335,9 +335,19 @@ func (c *commandCounter) count(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cmd := range cmds {
-		c.counts[strings.ToUpper(cmd.Name())]++
+		name := strings.ToUpper(cmd.Name())
+		if connectionSetup[name] {
+			continue
+		}
+		c.counts[name]++
 	}
 }
+
+// connectionSetup names what go-redis sends when it opens a connection
+// (through the same hooks), which no server sends for a request: a pool
+// that opens one more connection during a measurement must not show it as
+// the requests' cost, as pgx's tracer never shows PostgreSQL's start-up.
+var connectionSetup = map[string]bool{"HELLO": true, "AUTH": true, "CLIENT": true, "SELECT": true, "READONLY": true}
 
 func (c *commandCounter) snapshot() statementCounts {
 	c.mu.Lock()
