@@ -135,13 +135,16 @@ func TestRacingWritersGetANewSession(t *testing.T) {
 		for endName, end := range ends {
 			t.Run(shapeName+" racing "+endName, func(t *testing.T) {
 				t.Parallel()
-				loaded, release := make(chan struct{}), make(chan struct{})
-				mux := http.NewServeMux()
-				mux.Handle("/", appHandler())
-				mux.Handle("/slow", handlerFunc(func(s *session.Session, r *http.Request) error {
-					return shape(s, func() { loaded <- struct{}{}; <-release })
-				}))
 				onEachStore(t, func(t *testing.T, start startFunc) {
+					// Channels and handler of this store's run alone: the
+					// stores run in parallel, and a release meant for one
+					// must never let another's writer go early.
+					loaded, release := make(chan struct{}), make(chan struct{})
+					mux := http.NewServeMux()
+					mux.Handle("/", appHandler())
+					mux.Handle("/slow", handlerFunc(func(s *session.Session, r *http.Request) error {
+						return shape(s, func() { loaded <- struct{}{}; <-release })
+					}))
 					ts, records := start(mux)
 					c := ts.client(t)
 					fetchOK(t, c, ts.URL+"/login?user=ada")
@@ -161,7 +164,10 @@ func TestRacingWritersGetANewSession(t *testing.T) {
 					}
 					ck := setCookie(resp, "session")
 					if ck == nil || ck.MaxAge <= 0 || ck.Value == old {
-						t.Fatalf("racing writer's response set %q; want a new session's cookie", resp.Header.Values("Set-Cookie"))
+						_, who := sessionOnlyCookie(t, ts, "/whoami", old)
+						_, late := sessionOnlyCookie(t, ts, "/get?key=late", old)
+						t.Fatalf("racing writer's response set %q (headers %v); want a new session's cookie. The old cookie now reads whoami %q, late %q; %d records",
+							resp.Header.Values("Set-Cookie"), resp.Header, who, late, records())
 					}
 					if _, got := sessionOnlyCookie(t, ts, "/get?key=late", ck.Value); got != "written" {
 						t.Errorf("the new session holds late = %q; want the racing write", got)
