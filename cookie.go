@@ -124,15 +124,6 @@ func (c *cookieCodec) sign(token string) (string, error) {
 	return v, nil
 }
 
-// tokenOf verifies a cookie value and returns its token. rotated is true when
-// a previous secret verified it, so the caller re-issues it signed with the
-// current one. Anything that does not verify, for whatever reason, is ok ==
-// false: the request simply has no session.
-func (c *cookieCodec) tokenOf(value string) (token string, rotated bool, ok bool) {
-	token, rotated, refusal := c.check(value)
-	return token, rotated, refusal == ""
-}
-
 // Why a token was refused, as check reports it.
 const (
 	refusedMalformed = "malformed" // not a signed value of ours at all
@@ -140,8 +131,10 @@ const (
 	refusedExpired   = "expired"   // ours, older than Config.Lifetime
 )
 
-// check is tokenOf, reporting why a value was refused ("" when it was
-// not): above all a value signed with a secret none of ours
+// check verifies a token's signed value and returns the token. rotated is
+// true when a previous secret verified it, so the caller re-issues it
+// signed with the current one. refusal says why a value was refused (""
+// when it was not): above all a value signed with a secret none of ours
 // (refusedSignature), the mark of a SESSION_SECRET replaced without keeping
 // the old one.
 func (c *cookieCodec) check(value string) (token string, rotated bool, refusal string) {

@@ -9,6 +9,7 @@ import (
 // What a request presents, read on the session's first use: its token
 // (Config.TokenSource), a legacy express-session cookie when an import is
 // configured, and its device.
+
 // introduce reads the credential of st's request, once, with st locked:
 // the token (header or cookie), a legacy cookie when an import is
 // configured, and the device.
