@@ -57,7 +57,7 @@
 // # Stores
 //
 // A Store keeps sessions; store.go documents the contract, and package
-// storetest checks an implementation against it. PostgresStore and the
-// development memory store implement it, with the optional UserIndex and
-// Pruner.
+// storetest checks an implementation against it. NewPostgresStore,
+// NewRedisStore and the development memory store implement it, with the
+// optional UserIndex and Pruner.
 package session

@@ -9,6 +9,13 @@ import (
 
 // Hooks for the external tests into what the package keeps unexported.
 
+// PostgresStore and RedisStore are the types NewPostgresStore and
+// NewRedisStore return, for tests that call UserIndex and Pruner directly.
+type (
+	PostgresStore = postgresStore
+	RedisStore    = redisStore
+)
+
 // NewMemoryStoreOnClock is the memory store New makes, on the given clock.
 func NewMemoryStoreOnClock(now func() time.Time) Store { return newMemoryStore(now) }
 

@@ -146,15 +146,15 @@ func (c *expressCookie) expired(at legacyCookie) *http.Cookie {
 // setUpExpressImport gives m the importer and the cookie reader when
 // Config.ExpressTable is set. The import writes straight into the
 // PostgreSQL table, in the transaction that takes the session out of
-// connect-pg-simple's, so it needs the store to be the PostgresStore
+// connect-pg-simple's, so it needs the store to be NewPostgresStore's
 // itself (New's, or one given with WithStore), not a wrapper around it.
 func (m *Manager) setUpExpressImport(ctx context.Context) error {
 	if m.cfg.ExpressTable == "" {
 		return nil
 	}
-	pg, ok := m.store.(*PostgresStore)
+	pg, ok := m.store.(*postgresStore)
 	if !ok {
-		return fmt.Errorf("session: SESSION_EXPRESS_TABLE is set, but sessions are not stored in PostgreSQL (the store is %T): the import moves sessions between two PostgreSQL tables; set USE_POSTGRES=true, or pass the *PostgresStore itself to WithStore", m.store)
+		return fmt.Errorf("session: SESSION_EXPRESS_TABLE is set, but sessions are not stored in PostgreSQL (the store is %T): the import moves sessions between two PostgreSQL tables; set USE_POSTGRES=true, or pass the store NewPostgresStore returned to WithStore itself, not a wrapper", m.store)
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()

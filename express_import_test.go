@@ -615,7 +615,7 @@ func TestNewRefusesABrokenImport(t *testing.T) {
 		{"this library's own, unqualified", session.Config{Table: "go_session", ExpressTable: e.table}, onSearchPath, "SESSION_EXPRESS_TABLE and SESSION_TABLE both name"},
 		{"unknown zone", session.Config{ExpressTable: e.legacy, ExpressTimeZone: "Mars/Olympus_Mons"}, store, `SESSION_EXPRESS_TIMEZONE is "Mars/Olympus_Mons", which PostgreSQL does not know`},
 		{"not PostgreSQL", session.Config{ExpressTable: e.legacy}, session.NewMemoryStoreOnClock(time.Now), "sessions are not stored in PostgreSQL"},
-		{"wrapped store", session.Config{ExpressTable: e.legacy}, newSpyStore(store), "pass the *PostgresStore itself to WithStore"},
+		{"wrapped store", session.Config{ExpressTable: e.legacy}, newSpyStore(store), "pass the store NewPostgresStore returned to WithStore itself"},
 	}
 	for _, tt := range tests {
 		tt.cfg.Table, tt.cfg.Secret = cmp.Or(tt.cfg.Table, e.table), expressSecret

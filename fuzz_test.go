@@ -222,10 +222,10 @@ func FuzzPostgresTableName(f *testing.F) {
 		if _, err := s.Load(ctx, "k"); err != nil {
 			t.Fatalf("table %q: Load: %v", name, err)
 		}
-		if _, err := s.ListUser(ctx, "someone"); err != nil {
+		if _, err := s.(session.UserIndex).ListUser(ctx, "someone"); err != nil {
 			t.Fatalf("table %q: ListUser: %v", name, err)
 		}
-		if _, err := s.Prune(ctx, 10); err != nil {
+		if _, err := s.(session.Pruner).Prune(ctx, 10); err != nil {
 			t.Fatalf("table %q: Prune: %v", name, err)
 		}
 		var n int

@@ -770,7 +770,7 @@ func newPostgresStore(t testing.TB, opts session.PostgresOptions) *session.Postg
 	if err != nil {
 		t.Fatalf("NewPostgresStore: %v", err)
 	}
-	return s
+	return s.(*session.PostgresStore)
 }
 
 // defaultLifetime is Config.Lifetime's documented default.
@@ -861,7 +861,7 @@ func countedStore(t *testing.T, opts session.PostgresOptions) (*session.Postgres
 		t.Fatal(err)
 	}
 	*counter = statementCounter{}
-	return s, counter
+	return s.(*session.PostgresStore), counter
 }
 
 // insertExpired stores n records whose deadline passed an hour ago.

@@ -22,7 +22,7 @@ import (
 	"github.com/smartscheduler/session/migrations"
 )
 
-// PostgresOptions configures a PostgresStore. The zero value is ready to use.
+// PostgresOptions configures NewPostgresStore. The zero value is ready to use.
 type PostgresOptions struct {
 	// Table is the session table, "table" or "schema.table". Names are used
 	// exactly as written, as quoted identifiers (case matters); a name
@@ -40,10 +40,8 @@ type PostgresOptions struct {
 	ManualMigrations bool
 }
 
-// PostgresStore is a Store, UserIndex and Pruner that keeps sessions in a
-// PostgreSQL table, shared by every process that uses the same table. Make
-// one with NewPostgresStore, or let New open one from Config.
-type PostgresStore struct {
+// postgresStore is the Store NewPostgresStore returns.
+type postgresStore struct {
 	pool      *pgxpool.Pool
 	table     migrations.Table
 	statement statements
@@ -152,10 +150,29 @@ func newStatements(t string) statements {
 	}
 }
 
-// NewPostgresStore returns a store on pool, which stays the caller's. It
-// resolves the table's schema and migrates the table, or with
-// ManualMigrations checks it, before returning.
-func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (*PostgresStore, error) {
+// NewPostgresStore returns a Store that keeps sessions in a PostgreSQL
+// table, shared by every process that uses the same table, on pool, which
+// stays the caller's. New opens one itself from Config (USE_POSTGRES,
+// DATABASE_URL). It resolves the table's schema and migrates the table, or
+// with ManualMigrations checks it, before returning.
+//
+// The store also implements UserIndex and Pruner, each call one statement
+// on an index of the table. Load is one SELECT, Insert one INSERT, Apply one
+// UPDATE (a change that only slides the idle expiry touches the row at most
+// once per TouchInterval), Rekey one statement that deletes the old row and
+// inserts the new one, and Modify one transaction of two round trips that
+// holds the row lock only across fn.
+func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (Store, error) {
+	s, err := newPostgresStore(ctx, pool, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newPostgresStore is NewPostgresStore for the package, which needs the
+// store's own type (the express importer, sessionctl's hooks).
+func newPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (*postgresStore, error) {
 	name := opts.Table
 	if name == "" {
 		name = defaults.Table
@@ -179,14 +196,14 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOpti
 	} else if _, err := migrations.Apply(ctx, pool, table); err != nil {
 		return nil, fmt.Errorf("session: %w", classify(ctx, err))
 	}
-	return &PostgresStore{pool: pool, table: table, statement: newStatements(table.String())}, nil
+	return &postgresStore{pool: pool, table: table, statement: newStatements(table.String())}, nil
 }
 
 // openPostgresStore connects to databaseURL with a pool of its own, waiting
 // at most connectTimeout for a first connection, then opens the store on it
 // as NewPostgresStore does. Its errors name the host, port and database but
 // never the password or the URL.
-func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions, connectTimeout time.Duration) (*PostgresStore, *pgxpool.Pool, error) {
+func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOptions, connectTimeout time.Duration) (*postgresStore, *pgxpool.Pool, error) {
 	if problem, fix := redact.URLProblem(databaseURL); problem != "" {
 		// pgx would read part of the password as the host name, look it up
 		// and quote it in its errors: refuse before connecting.
@@ -215,7 +232,7 @@ func openPostgresStore(ctx context.Context, databaseURL string, opts PostgresOpt
 		return nil, nil, fmt.Errorf("session: cannot connect to PostgreSQL at %s within %v: %w: %s",
 			where, connectTimeout, redact.Error(connerr.Tidy(classify(ctx, err))), connerr.Fix(err))
 	}
-	s, err := NewPostgresStore(ctx, pool, opts)
+	s, err := newPostgresStore(ctx, pool, opts)
 	if err != nil {
 		pool.Close()
 		return nil, nil, redact.Error(err)
@@ -236,7 +253,7 @@ func cancelOnTimeout(cfg *pgconn.Config) {
 }
 
 // Load implements Store in one round trip; LoadedAt is the database's now().
-func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
+func (s *postgresStore) Load(ctx context.Context, key string) (*Record, error) {
 	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.load, key), true)
 	if err != nil {
 		return nil, s.fail(ctx, "load", err)
@@ -246,7 +263,7 @@ func (s *PostgresStore) Load(ctx context.Context, key string) (*Record, error) {
 
 // Insert implements Store with a plain INSERT: an existing key, live or
 // expired, is a unique violation, which is ErrConflict.
-func (s *PostgresStore) Insert(ctx context.Context, key string, rec *Record) error {
+func (s *postgresStore) Insert(ctx context.Context, key string, rec *Record) error {
 	args, err := insertArgs(key, rec)
 	if err != nil {
 		return err
@@ -270,7 +287,7 @@ func insertArgs(key string, rec *Record) ([]any, error) {
 
 // Apply implements Store in one UPDATE; one that changes nothing but the
 // deadlines (a touch) writes only those.
-func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+func (s *postgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	if change.touchOnly() {
 		rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.touch, key, change.IdleTimeout.Microseconds(), change.TouchInterval.Microseconds()), false)
 		if err != nil {
@@ -292,7 +309,7 @@ func (s *PostgresStore) Apply(ctx context.Context, key string, change Change) (*
 
 // Rekey implements Store in one statement: a DELETE of the old row feeding
 // the INSERT of the new one.
-func (s *PostgresStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
+func (s *postgresStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
 	args, err := changeArgs(change)
 	if err != nil {
 		return nil, err
@@ -309,7 +326,7 @@ func (s *PostgresStore) Rekey(ctx context.Context, oldKey, newKey string, change
 // statements find no row both when the session is gone and when the change
 // would take it over MaxSize; only a change that could have failed the size
 // check pays for a second query to tell which.
-func (s *PostgresStore) missing(ctx context.Context, op, key string, change Change, err error) error {
+func (s *postgresStore) missing(ctx context.Context, op, key string, change Change, err error) error {
 	if !errors.Is(err, pgx.ErrNoRows) || change.MaxSize <= 0 || len(change.Set) == 0 {
 		return s.fail(ctx, op, err)
 	}
@@ -351,7 +368,7 @@ func changeArgs(change Change) ([]any, error) {
 // Modify implements Store in one transaction of two round trips: BEGIN
 // and the row's read under FOR UPDATE go together, fn runs, then the
 // UPDATE and COMMIT go together. The row lock is held only across fn.
-func (s *PostgresStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
+func (s *postgresStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, "update", err)
@@ -373,7 +390,7 @@ func (s *PostgresStore) Modify(ctx context.Context, key string, fn func(*Record)
 
 // modify is Modify on one connection. Any error leaves the transaction
 // rolled back, or the connection for the pool to close.
-func (s *PostgresStore) modify(ctx context.Context, conn *pgx.Conn, key string, fn func(*Record) error) (*Record, error) {
+func (s *postgresStore) modify(ctx context.Context, conn *pgx.Conn, key string, fn func(*Record) error) (*Record, error) {
 	var rec *Record
 	read := &pgx.Batch{}
 	read.Queue("BEGIN")
@@ -419,7 +436,7 @@ type callbackError struct{ err error }
 func (e *callbackError) Error() string { return e.err.Error() }
 
 // Destroy implements Store.
-func (s *PostgresStore) Destroy(ctx context.Context, key string) (*Info, error) {
+func (s *postgresStore) Destroy(ctx context.Context, key string) (*Info, error) {
 	infos, err := s.infos(ctx, "delete", s.statement.delete, key)
 	if err != nil || len(infos) == 0 {
 		return nil, err
@@ -428,19 +445,19 @@ func (s *PostgresStore) Destroy(ctx context.Context, key string) (*Info, error) 
 }
 
 // ListUser implements UserIndex with one query on the user_id index.
-func (s *PostgresStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
+func (s *postgresStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
 	return s.infos(ctx, "list user", s.statement.listUser, userID)
 }
 
 // DestroyUser implements UserIndex with one DELETE on the user_id index. An
 // empty userID matches nothing: anonymous sessions have no user to sign
 // out.
-func (s *PostgresStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
+func (s *postgresStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
 	return s.infos(ctx, "delete user", s.statement.deleteUser, userID, keep)
 }
 
 // TrimUser implements UserIndex with one DELETE on the user_id index.
-func (s *PostgresStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
+func (s *postgresStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
 	return s.infos(ctx, "trim user", s.statement.trimUser, userID, max)
 }
 
@@ -448,13 +465,13 @@ func (s *PostgresStore) TrimUser(ctx context.Context, userID string, max int) ([
 // a transaction-level advisory lock (Table.PruneLockKey) while it runs and
 // deletes nothing when another process holds it, so that instances do not
 // prune the same rows at once.
-func (s *PostgresStore) Prune(ctx context.Context, limit int) ([]Info, error) {
+func (s *postgresStore) Prune(ctx context.Context, limit int) ([]Info, error) {
 	return s.infos(ctx, "prune", s.statement.prune, limit, s.table.PruneLockKey())
 }
 
 // countLive counts the live sessions, for an Observer: one query that
 // reads the whole table, so metrics sample it, never a request.
-func (s *PostgresStore) countLive(ctx context.Context) (int64, error) {
+func (s *postgresStore) countLive(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, s.statement.count).Scan(&n); err != nil {
 		return 0, s.fail(ctx, "count", err)
@@ -463,7 +480,7 @@ func (s *PostgresStore) countLive(ctx context.Context) (int64, error) {
 }
 
 // infos runs a query of infoColumns.
-func (s *PostgresStore) infos(ctx context.Context, op, sql string, args ...any) ([]Info, error) {
+func (s *postgresStore) infos(ctx context.Context, op, sql string, args ...any) ([]Info, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
@@ -569,7 +586,7 @@ func nullTime(t time.Time) *time.Time {
 // fail turns a database error into the Store's: no row is ErrNotFound, a
 // duplicate key ErrConflict, and anything that means the database could not
 // be reached wraps ErrUnavailable.
-func (s *PostgresStore) fail(ctx context.Context, op string, err error) error {
+func (s *postgresStore) fail(ctx context.Context, op string, err error) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound

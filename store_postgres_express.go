@@ -18,7 +18,7 @@ import (
 )
 
 // This file moves express-session's sessions from connect-pg-simple's
-// table into the PostgresStore's: one at a time for the request path (the
+// table into the PostgreSQL store's: one at a time for the request path (the
 // importer of state.go), and all at once for sessionctl express import.
 // Both take a session out of the Node table in the transaction that puts it
 // into the library's, so that a session is in exactly one of them.
@@ -63,7 +63,7 @@ const (
 
 // expressImporter moves sessions from the Node table into store's.
 type expressImporter struct {
-	store  *PostgresStore
+	store  *postgresStore
 	legacy migrations.Table
 	// zone is the TimeZone expire is read in (see expressRowQuery), and
 	// connZone this connection's, for sessionctl check.
@@ -134,7 +134,7 @@ func newExpressStatements(store migrations.Table, legacy migrations.Table, ledge
 // newExpressImporter opens the import from the Node table that s names
 // into pg's table: it checks that the table is connect-pg-simple's, finds
 // the zone its expire column is in, and sees to the ledger as mode says.
-func newExpressImporter(ctx context.Context, pg *PostgresStore, s expressSettings, mode ledgerMode, logger *slog.Logger) (*expressImporter, error) {
+func newExpressImporter(ctx context.Context, pg *postgresStore, s expressSettings, mode ledgerMode, logger *slog.Logger) (*expressImporter, error) {
 	legacy, err := resolveExpressTable(ctx, pg.pool, s.legacy, pg.table)
 	if err != nil {
 		return nil, err
@@ -463,7 +463,7 @@ func (im *expressImporter) counts(ctx context.Context) (expressimport.Counts, er
 // openExpressTool opens the import for sessionctl, on the store s names,
 // whose table must be migrated.
 func openExpressTool(ctx context.Context, s expressimport.Settings, mode ledgerMode) (*expressImporter, error) {
-	pg, err := NewPostgresStore(ctx, s.Pool, PostgresOptions{Table: s.Table, ManualMigrations: true})
+	pg, err := newPostgresStore(ctx, s.Pool, PostgresOptions{Table: s.Table, ManualMigrations: true})
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/smartscheduler/session/internal/redisurl"
 )
 
-// RedisOptions configures a RedisStore. The zero value is ready to use.
+// RedisOptions configures NewRedisStore. The zero value is ready to use.
 type RedisOptions struct {
 	// Prefix starts the name of every key the store writes, so that
 	// several apps or environments can share one Redis. It may not contain
@@ -32,22 +32,48 @@ type RedisOptions struct {
 	Prefix string
 }
 
-// RedisStore is a Store, UserIndex and Pruner that keeps sessions in Redis:
-// a single server, a Sentinel-managed primary or a Redis Cluster, through
-// any go-redis UniversalClient. Make one with NewRedisStore, or let New
-// open one from Config (USE_REDIS, REDIS_URL). It needs Redis 6.2 or later,
-// and a server that evicts nothing (maxmemory-policy noeviction): every
-// key the store writes has a TTL, so volatile-* policies evict sessions
-// and user indexes as readily as allkeys-* ones (sessionctl check says so).
+// redisStore is the Store NewRedisStore returns.
+type redisStore struct {
+	client redis.UniversalClient
+	keys   rediskeys.Layout
+	clock  serverClock
+	// nextShard is where the next Prune starts, so that successive calls
+	// walk every shard in turn.
+	nextShard atomic.Int64
+}
+
+// Lifetimes of the store's short-lived keys, and Modify's patience.
+const (
+	// redisMarkerTTL is how long a renewed session's old key keeps
+	// pointing to the new one: far longer than the two steps of a Rekey
+	// take, even under StoreTimeout.
+	redisMarkerTTL = time.Minute
+	// redisTombstoneTTL is how long a key that DestroyUser found missing
+	// stays unavailable to a Rekey that might be about to create it.
+	redisTombstoneTTL = time.Minute
+	// redisModifyAttempts bounds Modify's optimistic retries, each after a
+	// short random pause; under StoreTimeout's default 5s a session would
+	// need hundreds of writes a second to exhaust them.
+	redisModifyAttempts = 100
+)
+
+// NewRedisStore returns a Store, also a UserIndex and a Pruner, that keeps
+// sessions in Redis: a single server, a Sentinel-managed primary or a Redis
+// Cluster, through any go-redis UniversalClient, here client, which stays
+// the caller's: close it after the store's last use. New opens one itself
+// from Config (USE_REDIS, REDIS_URL). It needs Redis 6.2 or later, and a
+// server that evicts nothing (maxmemory-policy noeviction): every key the
+// store writes has a TTL, so volatile-* policies evict sessions and user
+// indexes as readily as allkeys-* ones (sessionctl check says so).
 //
 // A read is one HGETALL. Every change is one Lua script, run atomically on
-// the node that holds the session: Apply merges a request's changes into the session as it is
-// (two requests setting different keys both land; a session deleted
-// meanwhile is never re-created); a change that writes no value only
-// slides the idle expiry. Each session's key expires by itself at the
-// session's deadline. Modify is a WATCH/MULTI transaction, retried when
-// another writer changed the session first, so its fn may run more than
-// once.
+// the node that holds the session: Apply merges a request's changes into
+// the session as it is (two requests setting different keys both land; a
+// session deleted meanwhile is never re-created); a change that writes no
+// value only slides the idle expiry. Each session's key expires by itself
+// at the session's deadline. Modify is a WATCH/MULTI transaction, retried
+// when another writer changed the session first, so its fn may run more
+// than once.
 //
 // Keys: a session is one hash in one of 1024 shards; the shard is the key's
 // hash tag, so a session's hash and its shard's deadline set share a slot
@@ -91,33 +117,17 @@ type RedisOptions struct {
 // record that does not decode is an error naming its key, never a panic.
 // The client is the caller's: set ContextTimeoutEnabled in its options so
 // that the request's deadline bounds every call (New does).
-type RedisStore struct {
-	client redis.UniversalClient
-	keys   rediskeys.Layout
-	clock  serverClock
-	// nextShard is where the next Prune starts, so that successive calls
-	// walk every shard in turn.
-	nextShard atomic.Int64
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (Store, error) {
+	s, err := newRedisStore(client, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-// Lifetimes of the store's short-lived keys, and Modify's patience.
-const (
-	// redisMarkerTTL is how long a renewed session's old key keeps
-	// pointing to the new one: far longer than the two steps of a Rekey
-	// take, even under StoreTimeout.
-	redisMarkerTTL = time.Minute
-	// redisTombstoneTTL is how long a key that DestroyUser found missing
-	// stays unavailable to a Rekey that might be about to create it.
-	redisTombstoneTTL = time.Minute
-	// redisModifyAttempts bounds Modify's optimistic retries, each after a
-	// short random pause; under StoreTimeout's default 5s a session would
-	// need hundreds of writes a second to exhaust them.
-	redisModifyAttempts = 100
-)
-
-// NewRedisStore returns a store on client, which stays the caller's: close
-// it after the store's last use.
-func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore, error) {
+// newRedisStore is NewRedisStore for the package, which needs the store's
+// own type.
+func newRedisStore(client redis.UniversalClient, opts RedisOptions) (*redisStore, error) {
 	if client == nil {
 		return nil, errors.New("session: NewRedisStore: the client is nil")
 	}
@@ -125,14 +135,14 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 	if err != nil {
 		return nil, fmt.Errorf("session: RedisOptions.Prefix %q: %w", opts.Prefix, err)
 	}
-	return &RedisStore{client: client, keys: keys}, nil
+	return &redisStore{client: client, keys: keys}, nil
 }
 
 // openRedisStore connects to redisURL (a cluster when the URL or cluster
 // says so) and checks that the server answers within timeout. Its errors
 // name the servers and database but never the password; close closes the
 // client it made.
-func openRedisStore(ctx context.Context, redisURL string, cluster bool, timeout time.Duration) (*RedisStore, func() error, error) {
+func openRedisStore(ctx context.Context, redisURL string, cluster bool, timeout time.Duration) (*redisStore, func() error, error) {
 	target, err := redisurl.Parse(redisURL, cluster)
 	if err != nil {
 		return nil, nil, fmt.Errorf("session: REDIS_URL %w", err)
@@ -146,7 +156,7 @@ func openRedisStore(ctx context.Context, redisURL string, cluster bool, timeout 
 		return nil, nil, fmt.Errorf("session: connect to %s within %v: check REDIS_URL and that the server is up: %w",
 			target.Where, timeout, redact.WithText(redisurl.Redact(err.Error(), redisURL), classifyRedis(ctx, err)))
 	}
-	s, err := NewRedisStore(client, RedisOptions{})
+	s, err := newRedisStore(client, RedisOptions{})
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -158,7 +168,7 @@ func openRedisStore(ctx context.Context, redisURL string, cluster bool, timeout 
 // its deadline by itself; Load also compares the deadline with the
 // server's clock, as estimated from the last script that read it (see
 // serverClock), to the microsecond.
-func (s *RedisStore) Load(ctx context.Context, key string) (*Record, error) {
+func (s *redisStore) Load(ctx context.Context, key string) (*Record, error) {
 	rk := s.keys.Record(key)
 	var fields map[string]string
 	now, fresh := s.clock.now()
@@ -218,8 +228,8 @@ func (c *serverClock) observe(server time.Time) {
 }
 
 // Insert implements Store. A session with a user is indexed before it is
-// written and again after (see RedisStore on the user index).
-func (s *RedisStore) Insert(ctx context.Context, key string, rec *Record) error {
+// written and again after (see NewRedisStore on the user index).
+func (s *redisStore) Insert(ctx context.Context, key string, rec *Record) error {
 	if rec.UserID != "" {
 		if err := s.indexUser(ctx, rec.UserID, []indexEntry{{rec.Expiry.UnixMicro(), key}}, nil); err != nil {
 			return s.fail(ctx, "insert", key, err)
@@ -244,7 +254,7 @@ func (s *RedisStore) Insert(ctx context.Context, key string, rec *Record) error 
 
 // Apply implements Store in one script. A change of user or of absolute
 // expiry also updates the user indexes, before and after the script.
-func (s *RedisStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+func (s *redisStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
 	bound := change.UserID != nil && *change.UserID != ""
 	if bound {
 		if err := s.indexUser(ctx, *change.UserID, []indexEntry{{provisional, key}}, nil); err != nil {
@@ -305,7 +315,7 @@ func onlySets(c Change) bool {
 // reindex lists the session under key in its user's index with its
 // absolute expiry, and takes it out of the index of the user it had
 // before, if another.
-func (s *RedisStore) reindex(ctx context.Context, key, before string, rec *Record) error {
+func (s *redisStore) reindex(ctx context.Context, key, before string, rec *Record) error {
 	if rec.UserID != "" {
 		if err := s.indexUser(ctx, rec.UserID, []indexEntry{{rec.Expiry.UnixMicro(), key}}, nil); err != nil {
 			return err
@@ -318,8 +328,8 @@ func (s *RedisStore) reindex(ctx context.Context, key, before string, rec *Recor
 }
 
 // Rekey implements Store in two steps, taking the record from the old key
-// and creating the new one (see RedisStore for the window between them).
-func (s *RedisStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
+// and creating the new one (see NewRedisStore for the window between them).
+func (s *redisStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
 	args := redisChangeArgs([]any{oldKey, newKey, redisMarkerTTL.Milliseconds()}, change, 0)
 	oldRecord := []string{s.keys.Record(oldKey), s.keys.DeadlinesOf(oldKey)}
 	res, err := redisTake.Run(ctx, s.client, oldRecord, args...).Slice()
@@ -378,7 +388,7 @@ func (s *RedisStore) Rekey(ctx context.Context, oldKey, newKey string, change Ch
 
 // create is Rekey's second step: it stores rec under newKey, indexed under
 // its user first.
-func (s *RedisStore) create(ctx context.Context, oldKey, newKey string, rec *Record) error {
+func (s *redisStore) create(ctx context.Context, oldKey, newKey string, rec *Record) error {
 	if rec.UserID != "" {
 		if err := s.indexUser(ctx, rec.UserID, []indexEntry{{rec.Expiry.UnixMicro(), newKey}}, nil); err != nil {
 			return s.fail(ctx, "rekey", newKey, err)
@@ -404,11 +414,11 @@ func (s *RedisStore) create(ctx context.Context, oldKey, newKey string, rec *Rec
 // restore turns the old key's marker back into the session after the new
 // key could not be created, so that a failed renewal keeps the session.
 // It gets a moment of its own: the request's deadline may be what failed.
-func (s *RedisStore) restore(ctx context.Context, oldKey, newKey string) {
+func (s *redisStore) restore(ctx context.Context, oldKey, newKey string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	// Best effort: if this fails too, the marker expires and the session
-	// is lost, which RedisStore documents.
+	// is lost, which NewRedisStore documents.
 	_ = redisRestore.Run(ctx, s.client, []string{s.keys.Record(oldKey), s.keys.DeadlinesOf(oldKey)}, oldKey, newKey).Err()
 }
 
@@ -416,7 +426,7 @@ func (s *RedisStore) restore(ctx context.Context, oldKey, newKey string) {
 // the session, runs fn, and writes the result only if nobody changed the
 // session meanwhile; otherwise it starts again, up to
 // redisModifyAttempts times.
-func (s *RedisStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
+func (s *redisStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
 	rk, dk := s.keys.Record(key), s.keys.DeadlinesOf(key)
 	var out *Record
 	var fnErr error
@@ -495,7 +505,7 @@ func (s *RedisStore) Modify(ctx context.Context, key string, fn func(*Record) er
 
 // Destroy implements Store in one script, then drops the session from its
 // user's index.
-func (s *RedisStore) Destroy(ctx context.Context, key string) (*Info, error) {
+func (s *redisStore) Destroy(ctx context.Context, key string) (*Info, error) {
 	res, err := redisDestroy.Run(ctx, s.client, []string{s.keys.Record(key), s.keys.DeadlinesOf(key)}, key).Slice()
 	if err != nil {
 		return nil, s.fail(ctx, "delete", key, err)
@@ -517,7 +527,7 @@ func (s *RedisStore) Destroy(ctx context.Context, key string) (*Info, error) {
 // ListUser implements UserIndex: one script on the user's index, then one
 // read per session, pipelined. Entries whose session is gone or belongs to
 // another user are dropped from the index.
-func (s *RedisStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
+func (s *redisStore) ListUser(ctx context.Context, userID string) ([]Info, error) {
 	if userID == "" {
 		return nil, nil
 	}
@@ -533,7 +543,7 @@ func (s *RedisStore) ListUser(ctx context.Context, userID string) ([]Info, error
 
 // userSessions returns the live sessions of userID, cleaning the index of
 // the entries of any other.
-func (s *RedisStore) userSessions(ctx context.Context, userID string) ([]Info, error) {
+func (s *redisStore) userSessions(ctx context.Context, userID string) ([]Info, error) {
 	now, keys, err := s.indexRead(ctx, userID)
 	if err != nil || len(keys) == 0 {
 		return nil, err
@@ -572,8 +582,8 @@ func (s *RedisStore) userSessions(ctx context.Context, userID string) ([]Info, e
 // DestroyUser implements UserIndex: each session listed under userID is
 // deleted, in one script on its own node, only if it still belongs to
 // userID; a session a Rekey is moving is followed to its new key. It is
-// not one atomic step across sessions (see RedisStore).
-func (s *RedisStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
+// not one atomic step across sessions (see NewRedisStore).
+func (s *redisStore) DestroyUser(ctx context.Context, userID, keep string) ([]Info, error) {
 	if userID == "" {
 		return nil, nil
 	}
@@ -591,7 +601,7 @@ func (s *RedisStore) DestroyUser(ctx context.Context, userID, keep string) ([]In
 
 // destroyOwned deletes the sessions under keys that belong to userID,
 // following moved sessions, and drops keys from the user's index.
-func (s *RedisStore) destroyOwned(ctx context.Context, userID string, keys []string, keep string) ([]Info, error) {
+func (s *redisStore) destroyOwned(ctx context.Context, userID string, keys []string, keep string) ([]Info, error) {
 	var deleted []Info
 	done := keys
 	// A session moves at most once per Rekey; a few rounds follow the
@@ -633,7 +643,7 @@ func (s *RedisStore) destroyOwned(ctx context.Context, userID string, keys []str
 // the max most recently seen and deletes the others, each only if it still
 // belongs to the user. Concurrent trims each delete what they see beyond
 // the limit, so at most max remain once they all return.
-func (s *RedisStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
+func (s *redisStore) TrimUser(ctx context.Context, userID string, max int) ([]Info, error) {
 	if userID == "" {
 		return nil, nil
 	}
@@ -669,7 +679,7 @@ func (s *RedisStore) TrimUser(ctx context.Context, userID string, max int) ([]In
 // however many sessions there are. For a record Redis had already expired
 // it reports only Key and UserID. Several processes may prune at once:
 // each entry is reported by one.
-func (s *RedisStore) Prune(ctx context.Context, limit int) ([]Info, error) {
+func (s *redisStore) Prune(ctx context.Context, limit int) ([]Info, error) {
 	const perRoundTrip = 64
 	var pruned []Info
 	first := int(s.nextShard.Load())
@@ -761,17 +771,17 @@ type indexEntry struct {
 }
 
 // indexUser adds entries to userID's index and removes keys from it.
-func (s *RedisStore) indexUser(ctx context.Context, userID string, add []indexEntry, remove []string) error {
+func (s *redisStore) indexUser(ctx context.Context, userID string, add []indexEntry, remove []string) error {
 	_, _, err := s.userIndex(ctx, userID, add, remove)
 	return err
 }
 
 // indexRead returns the server's clock and the keys listed under userID.
-func (s *RedisStore) indexRead(ctx context.Context, userID string) (time.Time, []string, error) {
+func (s *redisStore) indexRead(ctx context.Context, userID string) (time.Time, []string, error) {
 	return s.userIndex(ctx, userID, nil, nil)
 }
 
-func (s *RedisStore) userIndex(ctx context.Context, userID string, add []indexEntry, remove []string) (time.Time, []string, error) {
+func (s *redisStore) userIndex(ctx context.Context, userID string, add []indexEntry, remove []string) (time.Time, []string, error) {
 	args := make([]any, 0, 1+2*len(add)+len(remove))
 	args = append(args, len(add))
 	for _, e := range add {
@@ -807,7 +817,7 @@ func (s *RedisStore) userIndex(ctx context.Context, userID string, add []indexEn
 
 // unindexQuietly drops key from userID's index, ignoring a failure: the
 // entry is then one that every read of the index drops.
-func (s *RedisStore) unindexQuietly(ctx context.Context, userID, key string) {
+func (s *redisStore) unindexQuietly(ctx context.Context, userID, key string) {
 	_ = s.indexUser(ctx, userID, nil, []string{key})
 }
 
@@ -821,7 +831,7 @@ type evalCall struct {
 // node in a Cluster, and returns each result as a slice. A call whose node
 // did not know the script (NOSCRIPT after a restart) runs again through
 // Script.Run, which loads it.
-func (s *RedisStore) evalAll(ctx context.Context, script *redis.Script, calls []evalCall) ([][]any, error) {
+func (s *redisStore) evalAll(ctx context.Context, script *redis.Script, calls []evalCall) ([][]any, error) {
 	cmds := make([]*redis.Cmd, len(calls))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range calls {
@@ -1026,18 +1036,18 @@ func replyStatus(res []any) int64 {
 
 // decodeError reports a stored record that cannot be read: a value of the
 // wrong type under the key, or metadata that is not what the store wrote.
-func (s *RedisStore) decodeError(key string, err error) error {
+func (s *redisStore) decodeError(key string, err error) error {
 	return fmt.Errorf("%w: redis record %s (delete it, or let it expire): %w", ErrCorrupt, s.keys.Record(key), err)
 }
 
-func (s *RedisStore) malformed(op, key string) error {
+func (s *redisStore) malformed(op, key string) error {
 	return fmt.Errorf("session: redis %s of %s: unexpected reply from the server's script", op, s.keys.Record(key))
 }
 
 // fail turns a Redis error into the Store's: a record of the wrong type is
 // a decoding error, and anything that means Redis could not answer wraps
 // ErrUnavailable.
-func (s *RedisStore) fail(ctx context.Context, op, key string, err error) error {
+func (s *redisStore) fail(ctx context.Context, op, key string, err error) error {
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrTooLarge) {
 		return err
 	}
@@ -1100,7 +1110,7 @@ func redisUnreachable(err error) bool {
 
 // countLive counts the live sessions, for an Observer, from the deadline
 // sets (see rediskeys.Layout.Count): no SCAN.
-func (s *RedisStore) countLive(ctx context.Context) (int64, error) {
+func (s *redisStore) countLive(ctx context.Context) (int64, error) {
 	st, err := s.keys.Count(ctx, s.client)
 	if err != nil {
 		return 0, s.fail(ctx, "count", "", err)

@@ -30,7 +30,7 @@ func redisStores(t *testing.T, test func(t *testing.T, s *RedisStore, client red
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			client := redistest.Client(t, url(t))
-			s, err := NewRedisStore(client, RedisOptions{Prefix: redistest.Prefix(t, client)})
+			s, err := newRedisStore(client, RedisOptions{Prefix: redistest.Prefix(t, client)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,7 +223,7 @@ func TestRedisUnavailableIsErrUnavailable(t *testing.T) {
 	server := redistest.NewServer(t, false)
 	proxy := pgtest.NewTCPProxy(t, server.Addr())
 	client := redistest.Client(t, "redis://"+proxy.Addr())
-	s, err := NewRedisStore(client, RedisOptions{})
+	s, err := newRedisStore(client, RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func newRedisStore(t *testing.T, redisURL string) (*session.RedisStore, redis.Un
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, client, prefix
+	return s.(*session.RedisStore), client, prefix
 }
 
 func TestRedisStoreConformance(t *testing.T) {

@@ -1,6 +1,6 @@
 // Command hotupdates measures what a busy session table costs on disk: it
-// makes -writes PostgresStore.Apply calls, each setting one value as the
-// middleware does for a handler that calls Set, spread over -sessions
+// makes -writes Apply calls on the PostgreSQL store, each setting one
+// value as the middleware does for a handler that calls Set, spread over -sessions
 // sessions by -workers goroutines, on a table the migrations make in a
 // schema of its own (dropped and made again at the start, left afterwards
 // for "sessionctl stats"). bench/README.md reports its figures.

@@ -207,7 +207,7 @@ type bench struct {
 	// cookies holds sessions made on each server, created on first need.
 	cookies map[*server][]string
 	// store is the library servers' PostgreSQL store.
-	store *session.PostgresStore
+	store session.Store
 }
 
 // run sets up the schema, the pools and the servers, runs every selected
@@ -262,7 +262,7 @@ func run(ctx context.Context, opts options, progress io.Writer) (*report, error)
 	}
 	if opts.seed > 0 && slices.ContainsFunc(opts.workloads, func(w workload) bool { return w.name == "read" }) {
 		// Batches bounded by Config.StoreTimeout's default, as the Manager's.
-		if rep.Prune, err = b.pruneUnderLoad(ctx, b.store, opts.duration, 5*time.Second); err != nil {
+		if rep.Prune, err = b.pruneUnderLoad(ctx, b.store.(session.Pruner), opts.duration, 5*time.Second); err != nil {
 			return nil, err
 		}
 	}

@@ -123,11 +123,27 @@ type connectError struct{ problem, fix string }
 
 func (e *connectError) Error() string { return e.problem + ": " + e.fix }
 
+// adminStore is what prune and revoke call on a store.
+type adminStore interface {
+	session.UserIndex
+	session.Pruner
+}
+
+// administer returns s as an adminStore: NewPostgresStore's and
+// NewRedisStore's stores are both.
+func administer(s session.Store) (adminStore, error) {
+	a, ok := s.(adminStore)
+	if !ok {
+		return nil, fmt.Errorf("the %T store has no user index or no pruner", s)
+	}
+	return a, nil
+}
+
 // table is the session table a command works on, its schema resolved.
 type table struct {
 	pool  *pgxpool.Pool
 	name  migrations.Table
-	store *session.PostgresStore
+	store adminStore
 	cfg   session.Config
 }
 
@@ -143,9 +159,12 @@ func openTable(ctx context.Context, cfg session.Config, timeout time.Duration) (
 	if err == nil {
 		name, err = name.Resolve(ctx, pool)
 	}
-	var store *session.PostgresStore
+	var store adminStore
 	if err == nil {
-		store, err = session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: cfg.Table, ManualMigrations: true})
+		var s session.Store
+		if s, err = session.NewPostgresStore(ctx, pool, session.PostgresOptions{Table: cfg.Table, ManualMigrations: true}); err == nil {
+			store, err = administer(s)
+		}
 	}
 	if err != nil {
 		pool.Close()

@@ -65,7 +65,7 @@ func redisConfig(env func(string) (string, bool), flags databaseFlags) (session.
 // withRedis runs fn on the Redis store the configuration names, reporting
 // a failure as name's.
 func withRedis(ctx context.Context, name string, cfg session.Config, flags databaseFlags, stderr io.Writer,
-	fn func(context.Context, *session.RedisStore, redis.UniversalClient, string) error) int {
+	fn func(context.Context, adminStore, redis.UniversalClient, string) error) int {
 	err := func() error {
 		if cfg.RedisURL == "" {
 			return errors.New("REDIS_URL is not set but USE_REDIS=true: set it to redis://user:password@host:6379/0")
@@ -81,7 +81,11 @@ func withRedis(ctx context.Context, name string, cfg session.Config, flags datab
 		if err := client.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("cannot connect to %s: %s: check REDIS_URL and that the server is up", target.Where, redisurl.Redact(err.Error(), cfg.RedisURL))
 		}
-		store, err := session.NewRedisStore(client, session.RedisOptions{})
+		s, err := session.NewRedisStore(client, session.RedisOptions{})
+		if err != nil {
+			return err
+		}
+		store, err := administer(s)
 		if err != nil {
 			return err
 		}
@@ -97,7 +101,7 @@ func withRedis(ctx context.Context, name string, cfg session.Config, flags datab
 // redisStats is stats on Redis: live sessions and expired entries, counted
 // from the store's deadline sets without a SCAN.
 func redisStats(ctx context.Context, cfg session.Config, flags databaseFlags, asJSON bool, stdout, stderr io.Writer) int {
-	return withRedis(ctx, "stats", cfg, flags, stderr, func(ctx context.Context, _ *session.RedisStore, client redis.UniversalClient, where string) error {
+	return withRedis(ctx, "stats", cfg, flags, stderr, func(ctx context.Context, _ adminStore, client redis.UniversalClient, where string) error {
 		st, err := redischeck.Count(ctx, client, "")
 		if err != nil {
 			return err
@@ -120,7 +124,7 @@ func redisStats(ctx context.Context, cfg session.Config, flags databaseFlags, as
 
 // redisRevoke is revoke on Redis.
 func redisRevoke(ctx context.Context, cfg session.Config, flags databaseFlags, user string, stdout, stderr io.Writer) int {
-	return withRedis(ctx, "revoke", cfg, flags, stderr, func(ctx context.Context, store *session.RedisStore, _ redis.UniversalClient, _ string) error {
+	return withRedis(ctx, "revoke", cfg, flags, stderr, func(ctx context.Context, store adminStore, _ redis.UniversalClient, _ string) error {
 		revoked, err := store.DestroyUser(ctx, user, "")
 		if err != nil {
 			return err
@@ -133,7 +137,7 @@ func redisRevoke(ctx context.Context, cfg session.Config, flags databaseFlags, u
 // redisPrune is prune on Redis, batch by batch as on PostgreSQL: each
 // batch is bounded by --timeout, never the whole run.
 func redisPrune(ctx context.Context, cfg session.Config, flags databaseFlags, stdout, stderr io.Writer) int {
-	return withRedis(ctx, "prune", cfg, flags, stderr, func(_ context.Context, store *session.RedisStore, _ redis.UniversalClient, where string) error {
+	return withRedis(ctx, "prune", cfg, flags, stderr, func(_ context.Context, store adminStore, _ redis.UniversalClient, where string) error {
 		return prune(ctx, "expired session(s) from "+where, *flags.timeout, stdout, stderr, func(ctx context.Context, limit int) (int, error) {
 			pruned, err := store.Prune(ctx, limit)
 			return len(pruned), err
