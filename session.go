@@ -105,12 +105,28 @@ func (s *Session) Degrade() error {
 // store's failure.
 func Value[T any](s *Session, key string) (T, error) {
 	var v T
+	err := s.value(key, &v, false)
+	return v, err
+}
+
+// value decodes the value under key into dst, and with pop removes it.
+func (s *Session) value(key string, dst any, pop bool) error {
 	s.lock()
 	defer s.mu.Unlock()
-	if err := s.read(s.ctx); err != nil {
-		return v, err
+	prepare := s.read
+	if pop {
+		prepare = s.change
 	}
-	return v, decodeValue(s.values, key, &v)
+	if err := prepare(s.ctx); err != nil {
+		return err
+	}
+	if err := decodeValue(s.values, key, dst); err != nil {
+		return err
+	}
+	if pop {
+		s.delete(key)
+	}
+	return nil
 }
 
 // decodeValue unmarshals values[key] into dst.
@@ -205,16 +221,8 @@ func (s *Session) Delete(key string) error {
 // are Value's, and ErrCommitted once the response's headers have left.
 func Pop[T any](s *Session, key string) (T, error) {
 	var v T
-	s.lock()
-	defer s.mu.Unlock()
-	if err := s.change(s.ctx); err != nil {
-		return v, err
-	}
-	if err := decodeValue(s.values, key, &v); err != nil {
-		return v, err
-	}
-	s.delete(key)
-	return v, nil
+	err := s.value(key, &v, true)
+	return v, err
 }
 
 // Clear removes every value, keeping the session itself and its user.

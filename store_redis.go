@@ -275,18 +275,11 @@ func (s *redisStore) Apply(ctx context.Context, key string, change Change) (*Rec
 	if err != nil {
 		return nil, s.fail(ctx, "apply", key, err)
 	}
-	switch replyStatus(res) {
-	case 1:
-	case -1:
-		return nil, ErrTooLarge
-	default:
-		if bound {
+	if err := s.changeReply("apply", key, res); err != nil {
+		if bound && err == ErrNotFound {
 			s.unindexQuietly(ctx, *change.UserID, key)
 		}
-		return nil, ErrNotFound
-	}
-	if len(res) != 4 {
-		return nil, s.malformed("apply", key)
+		return nil, err
 	}
 	rec, err := decodeMeta(res[2])
 	if err != nil {
@@ -336,15 +329,8 @@ func (s *redisStore) Rekey(ctx context.Context, oldKey, newKey string, change Ch
 	if err != nil {
 		return nil, s.fail(ctx, "rekey", oldKey, err)
 	}
-	switch replyStatus(res) {
-	case 1:
-	case -1:
-		return nil, ErrTooLarge
-	default:
-		return nil, ErrNotFound
-	}
-	if len(res) != 4 {
-		return nil, s.malformed("rekey", oldKey)
+	if err := s.changeReply("rekey", oldKey, res); err != nil {
+		return nil, err
 	}
 	// The reply is the marker: the record with "m" naming newKey.
 	flat, _ := res[2].([]any)
@@ -1023,6 +1009,24 @@ func parseMicros(v any) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%v is not a time in microseconds", v)
 	}
 	return time.UnixMicro(us), nil
+}
+
+// changeReply reads the status of a script that changed a session (set,
+// change, take): nil when it did, with the four fields every such reply
+// has; ErrTooLarge when the change would pass the size cap; ErrNotFound
+// when there was no session to change.
+func (s *redisStore) changeReply(op, key string, res []any) error {
+	switch replyStatus(res) {
+	case 1:
+		if len(res) != 4 {
+			return s.malformed(op, key)
+		}
+		return nil
+	case -1:
+		return ErrTooLarge
+	default:
+		return ErrNotFound
+	}
 }
 
 // replyStatus is the leading integer of a script's reply.
