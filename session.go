@@ -418,12 +418,13 @@ func (s *Session) Destroy() error {
 // (a WebSocket connection's messages, say); one that would need a new
 // cookie then fails with ErrCommitted.
 //
-// fn runs with the session locked, in this request and in the store
-// (PostgreSQL: a row lock and a pool connection; the memory store: the
-// whole store). It must not call methods of s, which would deadlock, and
-// should not block. On Redis the store retries instead of locking: fn runs
-// again when another request changed the session first, so it must not
-// have side effects beyond its result.
+// fn runs with the session locked in this request, so it must not call
+// methods of s, which would deadlock, and should not block. The store keeps
+// other writers out by locking (the memory store; PostgreSQL when it reads
+// the row: a row lock and a pool connection) or by running fn again when
+// another request changed the session first (Redis; PostgreSQL on a session
+// this process wrote last, which saves a round trip), so fn must not have
+// side effects beyond its result.
 func Update[T any](s *Session, key string, fn func(current T, ok bool) (T, error)) (T, error) {
 	var result T
 	s.lock()

@@ -79,12 +79,17 @@ type Store interface {
 	// it.
 	Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error)
 
-	// Modify runs fn on the live record under key with no other writer able
-	// to change that record until fn returns (PostgreSQL: in one transaction
-	// with the row locked), then stores what fn left in it (Values, UserID,
-	// Persistent and the deadlines) and sets LastSeen. If fn returns an error
-	// nothing is stored and Modify returns that error. It returns the stored
-	// record, with LoadedAt set, or ErrNotFound without calling fn.
+	// Modify runs fn on the live record under key, then stores what fn left
+	// in it (Values, UserID, Persistent and the deadlines) and sets
+	// LastSeen, only if no other writer changed the record in between: a
+	// store either locks the record until fn returns (the memory store;
+	// PostgreSQL: one transaction with the row locked), or checks that the
+	// record is still the version fn saw and, when it is not, runs fn again
+	// on the record as it is now (Redis; PostgreSQL on a record it wrote
+	// itself last). fn may therefore run more than once; only its last run
+	// counts. If fn returns an error nothing is stored and Modify returns
+	// that error. It returns the stored record, with LoadedAt set, or
+	// ErrNotFound without calling fn.
 	Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error)
 
 	// Destroy removes the record under key, live or expired, and returns its

@@ -45,12 +45,15 @@ type postgresStore struct {
 	pool      *pgxpool.Pool
 	table     migrations.Table
 	statement statements
+	// recent is what Modify keeps of the records it wrote, to write the
+	// next change of the same session in one round trip.
+	recent recentRecords
 }
 
 // statements holds every query, built once because the table name is fixed
 // per store; constant SQL text lets pgx cache each prepared statement.
 type statements struct {
-	load, insert, apply, touch, rekey, exists, lockForUpdate, update, count,
+	load, insert, apply, touch, rekey, exists, lockForUpdate, update, updateIf, count,
 	delete, deleteUser, listUser, trimUser, prune string
 }
 
@@ -112,6 +115,8 @@ func newStatements(t string) statements {
 	// it never passes the absolute expiry.
 	slid := slide(apply.idleTimeout, "$12", "$13")
 	slidOwn := slide("idle_timeout", "$2", "$3")
+	const modified = "data = $2, user_id = $3, persistent = $4, expires_at = $5, idle_timeout = $6::bigint" + micros +
+		", idle_expires_at = $7, last_seen = now()"
 	return statements{
 		load:   "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live,
 		insert: "INSERT INTO " + t + " (id, " + stored + ") VALUES ($1, $2, $3, $4, $5, $6, $7" + micros + ", $8, $9, $10, $11)",
@@ -134,8 +139,9 @@ func newStatements(t string) statements {
 		exists:        "SELECT EXISTS (SELECT 1 FROM " + t + " WHERE id = $1 AND " + live + ")",
 		count:         "SELECT count(*) FROM " + t + " WHERE " + live,
 		lockForUpdate: "SELECT data, " + recordColumns + ", now() FROM " + t + " WHERE id = $1 AND " + live + " FOR UPDATE",
-		update: "UPDATE " + t + " SET data = $2, user_id = $3, persistent = $4, expires_at = $5, idle_timeout = $6::bigint" + micros +
-			", idle_expires_at = $7, last_seen = now() WHERE id = $1",
+		update:        "UPDATE " + t + " SET " + modified + " WHERE id = $1 RETURNING xmin",
+		// updateIf is update only on the row version the caller saw.
+		updateIf:   "UPDATE " + t + " SET " + modified + " WHERE id = $1 AND xmin = $8 AND " + live + " RETURNING xmin, now()",
 		delete:     "DELETE FROM " + t + " WHERE id = $1 RETURNING " + infoColumns,
 		deleteUser: "DELETE FROM " + t + " WHERE user_id = $1 AND id <> $2 RETURNING " + infoColumns,
 		listUser:   "SELECT " + infoColumns + " FROM " + t + " WHERE user_id = $1 AND " + live + " ORDER BY created_at DESC, id",
@@ -160,8 +166,11 @@ func newStatements(t string) statements {
 // on an index of the table. Load is one SELECT, Insert one INSERT, Apply one
 // UPDATE (a change that only slides the idle expiry touches the row at most
 // once per TouchInterval), Rekey one statement that deletes the old row and
-// inserts the new one, and Modify one transaction of two round trips that
-// holds the row lock only across fn.
+// inserts the new one. Modify (Update[T]) is one UPDATE when this process
+// wrote the session last and no other writer changed it since (the store
+// keeps up to 4096 such records, 8 MiB, each for 30 seconds), and
+// otherwise one transaction of two round trips that holds the row lock
+// only across fn.
 func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (Store, error) {
 	s, err := newPostgresStore(ctx, pool, opts)
 	if err != nil {
@@ -288,6 +297,7 @@ func insertArgs(key string, rec *Record) ([]any, error) {
 // Apply implements Store in one UPDATE; one that changes nothing but the
 // deadlines (a touch) writes only those.
 func (s *postgresStore) Apply(ctx context.Context, key string, change Change) (*Record, error) {
+	s.recent.drop(key) // the row changes: a Modify must read it again
 	if change.touchOnly() {
 		rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.touch, key, change.IdleTimeout.Microseconds(), change.TouchInterval.Microseconds()), false)
 		if err != nil {
@@ -310,6 +320,7 @@ func (s *postgresStore) Apply(ctx context.Context, key string, change Change) (*
 // Rekey implements Store in one statement: a DELETE of the old row feeding
 // the INSERT of the new one.
 func (s *postgresStore) Rekey(ctx context.Context, oldKey, newKey string, change Change, fresh *Record) (*Record, error) {
+	s.recent.drop(oldKey)
 	args, err := changeArgs(change)
 	if err != nil {
 		return nil, err
@@ -365,10 +376,27 @@ func changeArgs(change Change) ([]any, error) {
 		change.SessionIdleTimeout != nil, idle, change.MaxSize}, nil
 }
 
-// Modify implements Store in one transaction of two round trips: BEGIN
-// and the row's read under FOR UPDATE go together, fn runs, then the
-// UPDATE and COMMIT go together. The row lock is held only across fn.
+// Modify implements Store. When this store wrote the session last (see
+// recentRecords), fn runs on that record and one UPDATE stores the result
+// if the row is still as written; otherwise, or when that UPDATE finds the
+// row changed, Modify takes the row's lock: in one transaction of two
+// round trips, BEGIN and the row's read under FOR UPDATE go together, fn
+// runs, then the UPDATE and COMMIT go together. The row lock is held only
+// across fn.
 func (s *postgresStore) Modify(ctx context.Context, key string, fn func(*Record) error) (*Record, error) {
+	if s.recent.known(key) {
+		release, err := s.recent.hold(ctx, key)
+		if err != nil {
+			return nil, s.fail(ctx, "update", err)
+		}
+		defer release()
+		if rec, done, err := s.modifyRecent(ctx, key, fn); done {
+			if err != nil {
+				return nil, s.fail(ctx, "update", err)
+			}
+			return rec, nil
+		}
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, "update", err)
@@ -378,6 +406,9 @@ func (s *postgresStore) Modify(ctx context.Context, key string, fn func(*Record)
 	// transaction status on Release).
 	defer conn.Release()
 	rec, err := s.modify(ctx, conn.Conn(), key, fn)
+	if err != nil {
+		s.recent.drop(key) // gone, failed, or unknown: read it next time
+	}
 	if cb, ok := errors.AsType[*callbackError](err); ok {
 		return nil, cb.err
 	}
@@ -386,6 +417,35 @@ func (s *postgresStore) Modify(ctx context.Context, key string, fn func(*Record)
 	}
 	rec.LastSeen = rec.LoadedAt
 	return rec, nil
+}
+
+// modifyRecent runs fn on the record this store wrote last under key and
+// stores the result in one UPDATE if the row is still that version. It is
+// not done when there is no such record, when the row changed since, or
+// when fn fails: fn may have judged an outdated record, so the locked read
+// runs it again on the row as it is.
+func (s *postgresStore) modifyRecent(ctx context.Context, key string, fn func(*Record) error) (rec *Record, done bool, err error) {
+	rec, version, ok := s.recent.take(key)
+	if !ok || fn(rec) != nil {
+		return nil, false, nil
+	}
+	data, err := encodeValues(rec.Values)
+	if err != nil {
+		return nil, false, nil
+	}
+	err = s.pool.QueryRow(ctx, s.statement.updateIf, key, data, nullString(rec.UserID), rec.Persistent,
+		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), version).Scan(&version, &rec.LoadedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		s.recent.missed(key)
+		return nil, false, nil
+	case err != nil:
+		s.recent.drop(key)
+		return nil, true, err
+	}
+	rec.LastSeen = rec.LoadedAt
+	s.recent.put(key, rec, version, len(data), true)
+	return rec, true, nil
 }
 
 // modify is Modify on one connection. Any error leaves the transaction
@@ -409,13 +469,17 @@ func (s *postgresStore) modify(ctx context.Context, conn *pgx.Conn, key string, 
 	if err != nil {
 		return nil, rollback(ctx, conn, err)
 	}
+	var version uint32
 	write := &pgx.Batch{}
 	write.Queue(s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
-		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
+		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry)).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&version)
+	})
 	write.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, write).Close(); err != nil {
 		return nil, rollback(ctx, conn, err)
 	}
+	s.recent.put(key, rec, version, len(data), false)
 	return rec, nil
 }
 
@@ -437,6 +501,7 @@ func (e *callbackError) Error() string { return e.err.Error() }
 
 // Destroy implements Store.
 func (s *postgresStore) Destroy(ctx context.Context, key string) (*Info, error) {
+	s.recent.drop(key)
 	infos, err := s.infos(ctx, "delete", s.statement.delete, key)
 	if err != nil || len(infos) == 0 {
 		return nil, err
