@@ -669,6 +669,19 @@ func testApplyHoldsTheSlideBack(t *testing.T, s session.Store) {
 		t.Fatalf("Apply: %v", err)
 	}
 	checkTime(t, "IdleExpiry 30 minutes after a slide", got.IdleExpiry, got.LoadedAt.Add(time.Hour))
+
+	// A change that brings the absolute expiry before the idle expiry it
+	// holds back still keeps the idle expiry within it.
+	held := newRecord("user-1", nil)
+	held.IdleExpiry = time.Now().Add(50 * time.Minute)
+	key = insert(t, s, held)
+	shorter := change
+	shorter.Expiry = time.Now().Add(40 * time.Minute).Truncate(time.Millisecond)
+	got, err = s.Apply(ctx(t), key, shorter)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	checkTime(t, "IdleExpiry held back past a shortened Expiry", got.IdleExpiry, shorter.Expiry)
 }
 
 // testApplyMaxSize: a change that would take the values over MaxSize is
