@@ -682,6 +682,34 @@ func countBackends(t *testing.T, admin *pgxpool.Pool, schema, condition string) 
 
 func schemaOf(table string) string { return strings.TrimSuffix(table, ".session") }
 
+// incrementOnTwo runs workers clients at once, alternately ca on aURL and
+// cb on bURL (one browser's session on two instances), each sending each
+// GETs of /incr in turn, and reports every answer that is not a 200.
+func incrementOnTwo(t *testing.T, ca *http.Client, aURL string, cb *http.Client, bURL string, workers, each int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range workers {
+		client, url := ca, aURL
+		if i%2 == 1 {
+			client, url = cb, bURL
+		}
+		wg.Go(func() {
+			for range each {
+				resp, err := client.Get(url + "/incr")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("increment: status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // incrHandler serves /incr, an atomic increment of "counter" that answers
 // the way the error handler would when the store fails, and appHandler's
 // routes.

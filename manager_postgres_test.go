@@ -136,25 +136,7 @@ func TestPostgresAtomicIncrementsAreExact(t *testing.T) {
 	onB := withCookieOf(t, b, c, a)
 
 	const n = 16
-	var wg sync.WaitGroup
-	for i := range n {
-		client, inst := c, a
-		if i%2 == 1 {
-			client, inst = onB, b
-		}
-		wg.Go(func() {
-			resp, err := client.Get(inst.URL + "/incr")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("increment: status %d", resp.StatusCode)
-			}
-		})
-	}
-	wg.Wait()
+	incrementOnTwo(t, c, a.URL, onB, b.URL, n, 1)
 	if _, body := fetchOK(t, c, a.URL+"/count"); body != strconv.Itoa(n) {
 		t.Fatalf("counter = %s after %d concurrent increments", body, n)
 	}
@@ -481,21 +463,7 @@ func TestPostgresIncrementsAcrossInstancesAreExact(t *testing.T) {
 	fetchOK(t, c, a.URL+"/incr")
 	onB := withCookieOf(t, b, c, a)
 	const workers, each = 6, 30
-	var wg sync.WaitGroup
-	for i := range workers {
-		client, inst := c, a
-		if i%2 == 1 {
-			client, inst = onB, b
-		}
-		wg.Go(func() {
-			for range each {
-				if resp, body := fetch(t, client, inst.URL+"/incr"); resp.StatusCode != http.StatusOK {
-					t.Errorf("increment: status %d, %s", resp.StatusCode, body)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	incrementOnTwo(t, c, a.URL, onB, b.URL, workers, each)
 	_, body := fetchOK(t, c, a.URL+"/incr")
 	if want := strconv.Itoa(1 + workers*each + 1); body != want {
 		t.Errorf("counter = %s after %d increments on two instances, want %s", body, workers*each, want)

@@ -156,25 +156,7 @@ func TestRedisAtomicIncrementsAreExact(t *testing.T) {
 		onB := b.client(t)
 		onB.Jar.SetCookies(mustURL(t, b.URL), []*http.Cookie{{Name: "session", Value: jarCookie(t, c, a.URL, "session"), Path: "/"}})
 		const n = 16
-		var wg sync.WaitGroup
-		for i := range n {
-			client, inst := c, a
-			if i%2 == 1 {
-				client, inst = onB, b
-			}
-			wg.Go(func() {
-				resp, err := client.Get(inst.URL + "/incr")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					t.Errorf("increment: status %d", resp.StatusCode)
-				}
-			})
-		}
-		wg.Wait()
+		incrementOnTwo(t, c, a.URL, onB, b.URL, n, 1)
 		if _, body := fetchOK(t, c, a.URL+"/count"); body != strconv.Itoa(n) {
 			t.Fatalf("counter = %s after %d concurrent increments", body, n)
 		}
