@@ -29,7 +29,9 @@ func backdate(c *recentRecords, key string, d time.Duration) {
 // an outdated record and an unknown key give nothing.
 func TestRecentRecordsTake(t *testing.T) {
 	var c recentRecords
-	loaded := time.Now().Add(-time.Hour)
+	// As the database gives it: to the microsecond, which is what take
+	// truncates the moved LoadedAt to.
+	loaded := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
 	c.put("k", recentRecord1(loaded), 7, 10, false)
 	backdate(&c, "k", time.Second)
 
