@@ -2,11 +2,14 @@ package session
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -175,9 +178,15 @@ type wireRow struct {
 	formats []int16
 	oids    []uint32
 	values  [][]byte
+	fields  []pgconn.FieldDescription
 }
 
 func (r *wireRow) Scan(dest ...any) error {
+	if len(dest) == 1 {
+		if rs, ok := dest[0].(pgx.RowScanner); ok {
+			return rs.ScanRow(wireRows{r})
+		}
+	}
 	if len(dest) != len(r.values) {
 		dest = append(make([]any, len(r.values)-len(dest)), dest...) // without data
 	}
@@ -188,6 +197,20 @@ func (r *wireRow) Scan(dest ...any) error {
 	}
 	return nil
 }
+
+// wireRows is a wireRow as the pgx.Rows a pgx.RowScanner is given.
+type wireRows struct{ *wireRow }
+
+func (wireRows) Close()                        {}
+func (wireRows) Err() error                    { return nil }
+func (wireRows) CommandTag() pgconn.CommandTag { return pgconn.NewCommandTag("SELECT 1") }
+func (wireRows) Next() bool                    { return false }
+func (wireRows) Values() ([]any, error)        { return nil, errors.New("wireRows: Values") }
+func (r wireRows) RawValues() [][]byte         { return r.values }
+func (wireRows) Conn() *pgx.Conn               { return nil }
+func (r wireRows) TypeMap() *pgtype.Map        { return r.m }
+
+func (r wireRows) FieldDescriptions() []pgconn.FieldDescription { return r.fields }
 
 // loadRow returns the row the PostgreSQL store's load statement returns for
 // a session whose data column is data (jsonb, in PostgreSQL's text form),
@@ -233,6 +256,7 @@ func loadRowFormat(tb testing.TB, data string, format int16) *wireRow {
 			}
 		}
 		row.oids, row.formats, row.values = append(row.oids, col.oid), append(row.formats, f), append(row.values, raw)
+		row.fields = append(row.fields, pgconn.FieldDescription{DataTypeOID: col.oid, Format: f})
 	}
 	return row
 }

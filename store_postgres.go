@@ -576,47 +576,6 @@ func scanInfo(row pgx.CollectableRow) (Info, error) {
 	return info, err
 }
 
-// scanRecord reads a row of data (when withData), recordColumns and now().
-func scanRecord(row pgx.Row, withData bool) (*Record, error) {
-	// One allocation holds the record and every column scanned.
-	s := &scannedRow{}
-	rec := &s.rec
-	s.dest = [...]any{&s.data, &s.userID, &rec.Persistent, &rec.Created, &rec.Expiry, &s.idleMicros, &s.idleExpiry, &rec.LastSeen, &s.userAgent, &s.ip, &rec.LoadedAt}
-	dest := s.dest[:]
-	if !withData {
-		dest = dest[1:]
-	}
-	if err := row.Scan(dest...); err != nil {
-		return nil, err
-	}
-	rec.UserID, rec.UserAgent, rec.IP = s.userID.String, s.userAgent.String, s.ip.String
-	rec.IdleTimeout = time.Duration(s.idleMicros.Int64) * time.Microsecond
-	rec.IdleExpiry = s.idleExpiry.Time
-	if withData {
-		// pgx scans jsonb into a *[]byte as a copy of its own, never as a
-		// slice of the connection's read buffer, which the next row
-		// overwrites: pgtype's scanPlanAnyTextToBytes for the text format
-		// pgx asks jsonb in, the jsonb codec's scanPlanJSONToByteSlice for
-		// binary. The values may therefore point into it.
-		values, err := decodeValues(s.data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: its values are not a JSON object (%v)", ErrCorrupt, err)
-		}
-		rec.Values = values
-	}
-	return rec, nil
-}
-
-// scannedRow is what scanRecord scans into.
-type scannedRow struct {
-	rec                   Record
-	data                  []byte
-	userID, userAgent, ip pgtype.Text
-	idleMicros            pgtype.Int8
-	idleExpiry            pgtype.Timestamptz
-	dest                  [11]any
-}
-
 // encodeValues returns values as a JSON object in a string: pgx sends a
 // string as text, which PostgreSQL parses as jsonb in every query mode,
 // where a []byte would go as bytea under the simple protocol and exec mode.
