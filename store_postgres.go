@@ -439,12 +439,11 @@ func (s *postgresStore) modifyRecent(ctx context.Context, key string, fn func(*R
 	if !ok || fn(rec) != nil {
 		return nil, false, nil
 	}
-	data, err := encodeValues(rec.Values)
+	args, size, err := modifiedArgs(key, rec)
 	if err != nil {
 		return nil, false, nil
 	}
-	err = s.pool.QueryRow(ctx, s.statement.updateIf, key, data, nullString(rec.UserID), rec.Persistent,
-		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), version).Scan(&version, &rec.LoadedAt)
+	err = s.pool.QueryRow(ctx, s.statement.updateIf, append(args, version)...).Scan(&version, &rec.LoadedAt)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		s.recent.missed(key)
@@ -454,7 +453,7 @@ func (s *postgresStore) modifyRecent(ctx context.Context, key string, fn func(*R
 		return nil, true, err
 	}
 	rec.LastSeen = rec.LoadedAt
-	s.recent.put(key, rec, version, len(data), true)
+	s.recent.put(key, rec, version, size, true)
 	return rec, true, nil
 }
 
@@ -475,22 +474,34 @@ func (s *postgresStore) modify(ctx context.Context, conn *pgx.Conn, key string, 
 	if err := fn(rec); err != nil {
 		return nil, rollback(ctx, conn, &callbackError{err})
 	}
-	data, err := encodeValues(rec.Values)
+	args, size, err := modifiedArgs(key, rec)
 	if err != nil {
 		return nil, rollback(ctx, conn, err)
 	}
 	var version uint32
 	write := &pgx.Batch{}
-	write.Queue(s.statement.update, key, data, nullString(rec.UserID), rec.Persistent,
-		rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry)).QueryRow(func(row pgx.Row) error {
+	write.Queue(s.statement.update, args...).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&version)
 	})
 	write.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, write).Close(); err != nil {
 		return nil, rollback(ctx, conn, err)
 	}
-	s.recent.put(key, rec, version, len(data), false)
+	s.recent.put(key, rec, version, size, false)
 	return rec, nil
+}
+
+// modifiedArgs returns the parameters of the update and updateIf
+// statements' modified columns for rec under key ($1 to $7), and the length
+// of its encoded values.
+func modifiedArgs(key string, rec *Record) ([]any, int, error) {
+	data, err := encodeValues(rec.Values)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Room for updateIf's version, $8.
+	args := append(make([]any, 0, 8), key, data, nullString(rec.UserID), rec.Persistent, rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
+	return args, len(data), nil
 }
 
 // rollback ends the transaction modify began and returns err. When the
