@@ -19,10 +19,11 @@ import (
 //
 // Modify calls of this process on a session it keeps a record of take
 // turns (hold), so that they do not overturn each other's versions;
-// sessions of other processes are what the version check is for. A session that other processes also
-// change would make every attempt a wasted round trip before the locked
-// read, so each miss doubles the number of Modify calls on that session
-// that skip the attempt, up to recentMaxSkips; a hit starts again at none.
+// sessions of other processes are what the version check is for. A
+// session that other processes also change would make every attempt a
+// wasted round trip before the locked read, so each miss doubles the
+// number of Modify calls on that session that skip the attempt, up to
+// recentMaxSkips; a hit starts again at none.
 
 // Bounds of what the store keeps: entries, their encoded values in bytes,
 // and how long an entry is used after the write that left it. Beyond
