@@ -174,11 +174,9 @@ func BenchmarkValue(b *testing.B) {
 // pgx's own codecs, without a connection: scanRecord pays what it pays on
 // a real row, less the network.
 type wireRow struct {
-	m       *pgtype.Map
-	formats []int16
-	oids    []uint32
-	values  [][]byte
-	fields  []pgconn.FieldDescription
+	m      *pgtype.Map
+	fields []pgconn.FieldDescription
+	values [][]byte
 }
 
 func (r *wireRow) Scan(dest ...any) error {
@@ -191,7 +189,7 @@ func (r *wireRow) Scan(dest ...any) error {
 		dest = append(make([]any, len(r.values)-len(dest)), dest...) // without data
 	}
 	for i, d := range dest {
-		if err := r.m.Scan(r.oids[i], r.formats[i], r.values[i], d); err != nil {
+		if err := r.m.Scan(r.fields[i].DataTypeOID, r.fields[i].Format, r.values[i], d); err != nil {
 			return err
 		}
 	}
@@ -223,40 +221,48 @@ func loadRow(tb testing.TB, data string) *wireRow {
 // loadRowFormat is loadRow with every column in format, or with format -1
 // in the formats pgx asks for.
 func loadRowFormat(tb testing.TB, data string, format int16) *wireRow {
-	tb.Helper()
-	m := pgtype.NewMap()
 	now := time.Now()
+	return wireRowOf(tb, []any{
+		data,
+		nil, // user_id
+		true,
+		now.Add(-time.Hour),
+		now.Add(14 * 24 * time.Hour),
+		nil, // idle_timeout
+		now.Add(30 * time.Minute),
+		now.Add(-time.Minute),
+		"Go-http-client/1.1",
+		"127.0.0.1",
+		now,
+	}, format)
+}
+
+// wireRowOf returns the load statement's row holding cols (nil for NULL),
+// one for each of data, recordColumns and now(), every column in format, or
+// with format -1 in the formats pgx asks for.
+func wireRowOf(tb testing.TB, cols []any, format int16) *wireRow {
+	tb.Helper()
+	oids := append([]uint32{pgtype.JSONBOID}, recordOIDs[:]...)
+	if len(cols) != len(oids) {
+		tb.Fatalf("%d columns, want %d", len(cols), len(oids))
+	}
+	m := pgtype.NewMap()
 	row := &wireRow{m: m}
-	for _, col := range []struct {
-		oid   uint32
-		value any
-	}{
-		{pgtype.JSONBOID, data},
-		{pgtype.TextOID, nil}, // user_id
-		{pgtype.BoolOID, true},
-		{pgtype.TimestamptzOID, now.Add(-time.Hour)},
-		{pgtype.TimestamptzOID, now.Add(14 * 24 * time.Hour)},
-		{pgtype.Int8OID, nil}, // idle_timeout
-		{pgtype.TimestamptzOID, now.Add(30 * time.Minute)},
-		{pgtype.TimestamptzOID, now.Add(-time.Minute)},
-		{pgtype.TextOID, "Go-http-client/1.1"},
-		{pgtype.TextOID, "127.0.0.1"},
-		{pgtype.TimestamptzOID, now},
-	} {
+	for i, oid := range oids {
 		f := format
 		if f < 0 {
-			t, _ := m.TypeForOID(col.oid)
+			t, _ := m.TypeForOID(oid)
 			f = t.Codec.PreferredFormat()
 		}
 		var raw []byte
-		if col.value != nil {
+		if cols[i] != nil {
 			var err error
-			if raw, err = m.Encode(col.oid, f, col.value, nil); err != nil {
-				tb.Fatalf("encode %v: %v", col.value, err)
+			if raw, err = m.Encode(oid, f, cols[i], nil); err != nil {
+				tb.Fatalf("encode %v: %v", cols[i], err)
 			}
 		}
-		row.oids, row.formats, row.values = append(row.oids, col.oid), append(row.formats, f), append(row.values, raw)
-		row.fields = append(row.fields, pgconn.FieldDescription{DataTypeOID: col.oid, Format: f})
+		row.fields = append(row.fields, pgconn.FieldDescription{DataTypeOID: oid, Format: f})
+		row.values = append(row.values, raw)
 	}
 	return row
 }

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -19,7 +18,7 @@ func TestRecordRowDecodeMatchesScan(t *testing.T) {
 	empty := []any{`{}`, nil, true, at.Add(-time.Hour), at.Add(time.Hour), nil, nil, at.Add(-time.Hour), nil, nil, at}
 	for _, cols := range [][]any{full, empty} {
 		for _, format := range []int16{-1, pgtype.BinaryFormatCode} {
-			row := recordWireRow(t, cols, format)
+			row := wireRowOf(t, cols, format)
 			decoded := &recordRow{withData: true}
 			if !decoded.decode(row.fields, row.values) {
 				t.Fatalf("format %d: decode refused %v", format, cols)
@@ -48,7 +47,7 @@ func TestRecordRowDecodeMatchesScan(t *testing.T) {
 	// reports it.
 	inf := append([]any(nil), full...)
 	inf[4] = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
-	row := recordWireRow(t, inf, -1)
+	row := wireRowOf(t, inf, -1)
 	if (&recordRow{withData: true}).decode(row.fields, row.values) {
 		t.Error("decode took an infinite timestamp")
 	}
@@ -58,12 +57,12 @@ func TestRecordRowDecodeMatchesScan(t *testing.T) {
 	// So does a NULL where the statement never gives one.
 	null := append([]any(nil), full...)
 	null[2] = nil
-	if _, err := scanRecord(recordWireRow(t, null, -1), true); err == nil {
+	if _, err := scanRecord(wireRowOf(t, null, -1), true); err == nil {
 		t.Error("scanRecord read a NULL persistent without an error")
 	}
 	// And a type map that scans timestamptz into another zone has pgx
 	// honour it.
-	row = recordWireRow(t, full, -1)
+	row = wireRowOf(t, full, -1)
 	row.m.RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 	rec, err := scanRecord(row, true)
 	if err != nil {
@@ -72,30 +71,4 @@ func TestRecordRowDecodeMatchesScan(t *testing.T) {
 	if rec.Created.Location() != time.UTC {
 		t.Errorf("created in %v, want the type map's UTC", rec.Created.Location())
 	}
-}
-
-// recordWireRow is the row of the load statement holding cols, in format
-// (-1: the formats pgx asks for).
-func recordWireRow(t *testing.T, cols []any, format int16) *wireRow {
-	t.Helper()
-	oids := append([]uint32{pgtype.JSONBOID}, recordOIDs[:]...)
-	m := pgtype.NewMap()
-	row := &wireRow{m: m}
-	for i, oid := range oids {
-		f := format
-		if f < 0 {
-			typ, _ := m.TypeForOID(oid)
-			f = typ.Codec.PreferredFormat()
-		}
-		var raw []byte
-		if cols[i] != nil {
-			var err error
-			if raw, err = m.Encode(oid, f, cols[i], nil); err != nil {
-				t.Fatalf("encode %v: %v", cols[i], err)
-			}
-		}
-		row.oids, row.formats, row.values = append(row.oids, oid), append(row.formats, f), append(row.values, raw)
-		row.fields = append(row.fields, pgconn.FieldDescription{DataTypeOID: oid, Format: f})
-	}
-	return row
 }
