@@ -296,8 +296,8 @@ func insertArgs(key string, rec *Record) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{key, data, nullString(rec.UserID), rec.Persistent, rec.Created, rec.Expiry,
-		nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry), nullTime(rec.LastSeen), nullString(rec.UserAgent), nullString(rec.IP)}, nil
+	return []any{key, data, textParam(rec.UserID), rec.Persistent, timeParam(rec.Created), timeParam(rec.Expiry),
+		microsParam(rec.IdleTimeout), timeOrNull(rec.IdleExpiry), timeOrNull(rec.LastSeen), textParam(rec.UserAgent), textParam(rec.IP)}, nil
 }
 
 // Apply implements Store in one UPDATE; one that changes nothing but the
@@ -335,7 +335,7 @@ func (s *postgresStore) Rekey(ctx context.Context, oldKey, newKey string, change
 	if err != nil {
 		return nil, err
 	}
-	args = append(append([]any{oldKey, newKey}, args...), fresh.Created, nullTime(fresh.IdleExpiry), nullString(fresh.UserAgent), nullString(fresh.IP), nullTime(fresh.Expiry))
+	args = append(append([]any{oldKey, newKey}, args...), timeParam(fresh.Created), timeOrNull(fresh.IdleExpiry), textParam(fresh.UserAgent), textParam(fresh.IP), timeOrNull(fresh.Expiry))
 	rec, err := scanRecord(s.pool.QueryRow(ctx, s.statement.rekey, args...), true)
 	if err != nil {
 		return nil, s.missing(ctx, "rekey", oldKey, change, err)
@@ -374,15 +374,17 @@ func changeArgs(change Change) ([]any, error) {
 	if deleted == nil {
 		deleted = []string{}
 	}
-	var userID *string
+	var userID, persistent, idle any
 	if change.UserID != nil {
-		userID = nullString(*change.UserID)
+		userID = textParam(*change.UserID)
 	}
-	var idle *int64
+	if change.Persistent != nil {
+		persistent = *change.Persistent
+	}
 	if change.SessionIdleTimeout != nil {
-		idle = nullMicros(*change.SessionIdleTimeout)
+		idle = microsParam(*change.SessionIdleTimeout)
 	}
-	return []any{change.Clear, deleted, set, change.UserID != nil, userID, change.Persistent, nullTime(change.Expiry),
+	return []any{change.Clear, deleted, set, change.UserID != nil, userID, persistent, timeOrNull(change.Expiry),
 		change.SessionIdleTimeout != nil, idle, change.MaxSize}, nil
 }
 
@@ -500,7 +502,7 @@ func modifiedArgs(key string, rec *Record) ([]any, int, error) {
 		return nil, 0, err
 	}
 	// Room for updateIf's version, $8.
-	args := append(make([]any, 0, 8), key, data, nullString(rec.UserID), rec.Persistent, rec.Expiry, nullMicros(rec.IdleTimeout), nullTime(rec.IdleExpiry))
+	args := append(make([]any, 0, 8), key, data, textParam(rec.UserID), rec.Persistent, timeParam(rec.Expiry), microsParam(rec.IdleTimeout), timeOrNull(rec.IdleExpiry))
 	return args, len(data), nil
 }
 
@@ -601,31 +603,42 @@ func encodeValues(values map[string]json.RawMessage) (string, error) {
 	return string(data), nil
 }
 
-// nullString stores "" as NULL, which keeps anonymous sessions out of the
-// partial user_id index.
-func nullString(s string) *string {
+// The statements' parameters are passed as values pgx encodes without
+// reflection: nil for NULL rather than a nil pointer, a string, an int64,
+// a pgtype.Timestamptz rather than a time.Time (which pgx wraps again on
+// every call). A write has up to seventeen of them; passed as pointers and
+// time.Time, the eleven of a new session cost 16 allocations and 600 ns to
+// encode, against 5 and 370 ns.
+
+// textParam is s, with "" as NULL, which keeps anonymous sessions out of
+// the partial user_id index.
+func textParam(s string) any {
 	if s == "" {
 		return nil
 	}
-	return &s
+	return s
 }
 
-// nullMicros stores a zero duration, "none", as NULL, and any other in
-// microseconds.
-func nullMicros(d time.Duration) *int64 {
+// microsParam is d in microseconds, with a zero duration, "none", as NULL.
+func microsParam(d time.Duration) any {
 	if d == 0 {
 		return nil
 	}
-	us := d.Microseconds()
-	return &us
+	return d.Microseconds()
 }
 
-// nullTime stores the zero time, "no idle timeout", as NULL.
-func nullTime(t time.Time) *time.Time {
+// timeParam is t as a timestamptz.
+func timeParam(t time.Time) any {
+	return pgtype.Timestamptz{Time: t, Valid: true}
+}
+
+// timeOrNull is t as a timestamptz, with the zero time ("no idle timeout",
+// "no change") as NULL.
+func timeOrNull(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
-	return &t
+	return timeParam(t)
 }
 
 // fail turns a database error into the Store's: no row is ErrNotFound, a

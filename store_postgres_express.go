@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/smartscheduler/session/internal/expressimport"
 	"github.com/smartscheduler/session/migrations"
@@ -155,7 +156,7 @@ func newExpressImporter(ctx context.Context, pg *postgresStore, s expressSetting
 // PostgreSQL must know) or this connection's.
 func (im *expressImporter) resolveZone(ctx context.Context, zone string) error {
 	err := im.store.pool.QueryRow(ctx, "SELECT COALESCE($1::text, current_setting('TimeZone')), current_setting('TimeZone'),"+
-		" now() AT TIME ZONE COALESCE($1::text, current_setting('TimeZone')) IS NOT NULL", nullString(zone)).Scan(&im.zone, &im.connZone, new(bool))
+		" now() AT TIME ZONE COALESCE($1::text, current_setting('TimeZone')) IS NOT NULL", textParam(zone)).Scan(&im.zone, &im.connZone, new(bool))
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "22023" { // invalid_parameter_value: time zone not recognized
 		return &ConfigError{Variable: "SESSION_EXPRESS_TIMEZONE", Problem: fmt.Sprintf("is %q, which PostgreSQL does not know as a time zone", zone),
 			Fix: "set it to the TimeZone the Node app's database connection has (SHOW TimeZone in psql, connected as the Node app connects), such as Etc/UTC or America/New_York"}
@@ -393,10 +394,10 @@ func (im *expressImporter) importBatch(ctx context.Context, after string, limit 
 			return err
 		}
 		var sids, keys, data []string
-		var users []*string
+		var users []pgtype.Text
 		var persistent []bool
 		var created, expiry []time.Time
-		var idle []*time.Time
+		var idle []pgtype.Timestamptz
 		for _, r := range read {
 			b.read++
 			b.last = r.sid
@@ -416,11 +417,11 @@ func (im *expressImporter) importBatch(ctx context.Context, after string, limit 
 			sids = append(sids, r.sid)
 			keys = append(keys, expressKey(r.sid))
 			data = append(data, values)
-			users = append(users, nullString(rec.UserID))
+			users = append(users, pgtype.Text{String: rec.UserID, Valid: rec.UserID != ""})
 			persistent = append(persistent, rec.Persistent)
 			created = append(created, rec.Created)
 			expiry = append(expiry, rec.Expiry)
-			idle = append(idle, nullTime(rec.IdleExpiry))
+			idle = append(idle, pgtype.Timestamptz{Time: rec.IdleExpiry, Valid: !rec.IdleExpiry.IsZero()})
 		}
 		b.moved = len(sids)
 		if dryRun || len(sids) == 0 {
