@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -297,6 +298,45 @@ type cookieTemplate struct {
 	domain   string
 	secure   bool
 	sameSite http.SameSite
+	// path and flags are what http.Cookie.String writes of the template
+	// before the expiry ("; Path=/; Domain=…") and after it ("; HttpOnly;
+	// Secure; SameSite=…"): header writes them as they are.
+	path, flags string
+}
+
+func newCookieTemplate(name, domain string, secure bool, sameSite http.SameSite) cookieTemplate {
+	t := cookieTemplate{name: name, domain: domain, secure: secure, sameSite: sameSite}
+	t.path = strings.TrimPrefix((&http.Cookie{Name: name, Path: "/", Domain: domain}).String(), name+"=")
+	t.flags = strings.TrimPrefix((&http.Cookie{Name: name, HttpOnly: true, Secure: secure, SameSite: sameSite}).String(), name+"=")
+	return t
+}
+
+// header returns the Set-Cookie header's value for a signed value, the
+// same as cookie(value, …).String() without building the cookie and
+// checking every byte of the value again on every response (a signed
+// value is base64, each of its bytes valid in a cookie).
+func (t cookieTemplate) header(value string, persistent bool, expiry, now time.Time) string {
+	var b strings.Builder
+	b.Grow(len(t.name) + len(value) + len(t.path) + len(t.flags) + 64)
+	b.WriteString(t.name)
+	b.WriteByte('=')
+	b.WriteString(value)
+	b.WriteString(t.path)
+	if persistent {
+		var buf [len(http.TimeFormat)]byte
+		b.WriteString("; Expires=")
+		b.Write(expiry.UTC().AppendFormat(buf[:0], http.TimeFormat))
+		b.WriteString("; Max-Age=")
+		b.Write(strconv.AppendInt(buf[:0], int64(maxAge(expiry, now)), 10))
+	}
+	b.WriteString(t.flags)
+	return b.String()
+}
+
+// maxAge is the Max-Age of a persistent cookie that must last until
+// expiry: never 0 or less, which would delete it.
+func maxAge(expiry, now time.Time) int {
+	return max(int(expiry.Sub(now).Round(time.Second)/time.Second), 1)
 }
 
 // cookie returns the Set-Cookie for value. A persistent cookie carries
@@ -314,7 +354,7 @@ func (t cookieTemplate) cookie(value string, persistent bool, expiry, now time.T
 	}
 	if persistent {
 		ck.Expires = expiry.UTC()
-		ck.MaxAge = max(int(expiry.Sub(now).Round(time.Second)/time.Second), 1)
+		ck.MaxAge = maxAge(expiry, now)
 	}
 	return ck
 }

@@ -347,3 +347,44 @@ func (c *cookieCodec) tokenOf(value string) (token string, rotated bool, ok bool
 	token, rotated, refusal := c.check(value)
 	return token, rotated, refusal == ""
 }
+
+// TestCookieTemplateHeader checks the Set-Cookie the middleware writes,
+// which cookieTemplate.header formats itself, against net/http's own
+// formatting of the same cookie, for every attribute a Config can set.
+func TestCookieTemplateHeader(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	codec, err := newCookieCodec("session", time.Hour, "cookie-template-secret-cookie-template", nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := codec.sign(newToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := time.FixedZone("UTC+5", 5*3600)
+	for _, name := range []string{"session", "__Host-session", "sid"} {
+		for _, domain := range []string{"", "example.com", ".example.com"} {
+			for _, secure := range []bool{false, true} {
+				for _, sameSite := range []http.SameSite{0, http.SameSiteDefaultMode, http.SameSiteLaxMode, http.SameSiteStrictMode, http.SameSiteNoneMode} {
+					tmpl := newCookieTemplate(name, domain, secure, sameSite)
+					for _, tt := range []struct {
+						persistent bool
+						expiry     time.Time
+					}{
+						{true, now.Add(90 * time.Minute)},
+						{true, now.Add(90*time.Second + 400*time.Millisecond).In(local)},
+						{true, now.Add(100 * time.Millisecond)},
+						{false, now.Add(time.Hour)},
+					} {
+						got := tmpl.header(signed, tt.persistent, tt.expiry, now)
+						want := tmpl.cookie(signed, tt.persistent, tt.expiry, now).String()
+						if got != want {
+							t.Errorf("header(%s, %s, secure %v, SameSite %v, persistent %v) =\n%s\nwant\n%s", name, domain, secure, sameSite, tt.persistent, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

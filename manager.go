@@ -86,12 +86,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m.codec = codec
-	m.cookies = cookieTemplate{
-		name:     m.cfg.CookieName,
-		domain:   m.cfg.CookieDomain,
-		secure:   m.cfg.Production,
-		sameSite: m.cfg.SameSite,
-	}
+	m.cookies = newCookieTemplate(m.cfg.CookieName, m.cfg.CookieDomain, m.cfg.Production, m.cfg.SameSite)
 	if m.store == nil {
 		if err := m.openStore(ctx); err != nil {
 			return nil, err

@@ -130,7 +130,7 @@ func (m *Manager) save(h http.Header, r *http.Request, st *sessionState) error {
 		if c.expire {
 			h.Add("Set-Cookie", m.cookies.expired().String())
 		} else {
-			h.Add("Set-Cookie", m.cookies.cookie(value, c.persistent, c.deadline, m.now()).String())
+			h.Add("Set-Cookie", m.cookies.header(value, c.persistent, c.deadline, m.now()))
 			if m.cookies.secure && !m.viaHTTPS(r) {
 				m.warnPlainHTTP(r)
 			}
