@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -587,20 +586,6 @@ func scanInfo(row pgx.CollectableRow) (Info, error) {
 	err := row.Scan(&info.Key, &userID, &info.Created, &info.LastSeen, &info.Expiry, &idleExpiry, &userAgent, &ip)
 	info.UserID, info.UserAgent, info.IP, info.IdleExpiry = userID.String, userAgent.String, ip.String, idleExpiry.Time
 	return info, err
-}
-
-// encodeValues returns values as a JSON object in a string: pgx sends a
-// string as text, which PostgreSQL parses as jsonb in every query mode,
-// where a []byte would go as bytea under the simple protocol and exec mode.
-func encodeValues(values map[string]json.RawMessage) (string, error) {
-	if values == nil {
-		return "{}", nil
-	}
-	data, err := json.Marshal(values)
-	if err != nil {
-		return "", fmt.Errorf("session: encode values: %w", err)
-	}
-	return string(data), nil
 }
 
 // The statements' parameters are passed as values pgx encodes without
