@@ -29,7 +29,7 @@ func encodeValues(values map[string]json.RawMessage) (string, error) {
 			return marshalValues(values)
 		}
 		keys = append(keys, k)
-		size += len(k) + len(v) + 4
+		size += entrySize(k, v)
 	}
 	slices.Sort(keys)
 	var b bytes.Buffer
